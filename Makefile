@@ -1,0 +1,43 @@
+# Tether. `make test` and `make up` do all their own set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: venv control-plane crds crds-check lint format test check
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+## Build (once, cached by version under ~/.cache/tether) etcd, kube-apiserver,
+## kube-controller-manager, kubectl and helm.
+control-plane:
+	@scripts/control-plane.sh
+
+## Regenerate crds/ from the pydantic models in tether/api.
+crds: venv
+	$(PY) -m tether.crds
+
+crds-check: venv
+	$(PY) -m tether.crds --check
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## The whole suite: unit tests and integration tests against a real local control plane.
+test: venv control-plane
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: lint crds-check test

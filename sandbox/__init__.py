@@ -1,0 +1,1 @@
+"""The agent loop and workspace tools that run inside sandbox pods (tether.sandbox)."""

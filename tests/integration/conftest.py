@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import itertools
+import json
+
+import kubernetes
+import pytest
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane):
+    client = control_plane.api_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(api_client, request):
+    """A fresh namespace per test, so tests never see each other's objects."""
+    core = kubernetes.client.CoreV1Api(api_client)
+    name = f"t{next(_namespaces)}-{request.node.name[:40].replace('_', '-').lower()}".rstrip("-")
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def kube_get(api_client):
+    """GET a raw API path as JSON (for discovery and server-side table output)."""
+
+    def get(path: str, accept: str = "application/json") -> dict:
+        method, url, headers, body, _ = api_client.param_serialize(
+            "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+        )
+        response = api_client.call_api(method, url, header_params=headers, body=body)
+        response.read()
+        return json.loads(response.data)
+
+    return get

@@ -1,0 +1,53 @@
+"""The local control plane leaves no process behind, however its owner ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+OWNER = textwrap.dedent(
+    """
+    import json, sys, time
+    from tether.controlplane import ControlPlane
+    with ControlPlane() as cp:
+        print(json.dumps([p.pid for _, p in cp._procs]), flush=True)
+        time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose but the process table.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
+def test_no_process_is_left_when_the_owner_ends(how):
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        pids = json.loads(owner.stdout.readline())
+        assert len(pids) == 3
+        assert all(_alive(pid) for pid in pids)
+        owner.send_signal(how)
+        owner.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in pids if _alive(pid)] == []
+    finally:
+        if owner.poll() is None:
+            owner.kill()

@@ -1,0 +1,1 @@
+"""Tether: the Interactions API on your own Kubernetes cluster."""

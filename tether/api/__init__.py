@@ -1,0 +1,1 @@
+"""Wire objects: one pydantic model per object, snake_case on HTTP, camelCase in resources."""

@@ -1,0 +1,110 @@
+"""Building blocks shared by several resources: conditions, sandbox environments, agent limits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from tether.api.base import FREE_FORM, ApiModel, OpenModel
+
+Name = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition: the latest observation of one aspect of a resource."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = Field(
+        default=None, json_schema_extra={"format": "date-time"}
+    )
+
+
+class EnvVar(ApiModel):
+    """An environment variable whose value comes from a Secret key rather than the request."""
+
+    secret_ref: SecretKeyRef
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the resource's own namespace."""
+
+    name: Name
+    key: Name
+
+
+class Source(OpenModel):
+    """A file or bundle placed into the sandbox workspace before the run starts."""
+
+    type: Literal["inline", "skill", "repository", "gcs", "skill_registry"] | None = None
+    source: str | None = None
+    target: str | None = None
+    """Where the source appears, relative to /workspace."""
+    content: str | None = None
+    encoding: Literal["base64", "utf-8"] | None = None
+
+
+class EgressAllowlist(ApiModel):
+    """Hosts the sandbox may reach besides DNS and the gateway."""
+
+    allowlist: list[str] = Field(default_factory=list)
+
+
+class ResourceRequirements(ApiModel):
+    """Container resources, as in a pod spec (e.g. {"cpu": "500m", "memory": "512Mi"})."""
+
+    requests: dict[str, str] | None = None
+    limits: dict[str, str] | None = None
+
+
+class SandboxEnvironment(ApiModel):
+    """What an agent's sandbox pod starts from: the hosted API's environment object, plus the
+    Kubernetes knobs (image, resources, runtime class) a platform team needs."""
+
+    type: Literal["remote"] | None = None
+    environment_id: str | None = None
+    """Reuse (or name) a persistent Environment instead of a fresh workspace."""
+    env: dict[str, str | EnvVar] | None = None
+    network: Literal["disabled"] | EgressAllowlist | None = None
+    """"disabled" leaves only the gateway reachable; an allowlist adds those hosts."""
+    sources: list[Source] | None = None
+    image: str | None = None
+    resources: ResourceRequirements | None = None
+    runtime_class_name: str | None = None
+    """e.g. gvisor or kata, for real isolation of untrusted code."""
+
+
+class AgentConfig(ApiModel):
+    """Per-run choices for an agent: which model drives it and the limits it runs under."""
+
+    type: Literal["dynamic", "antigravity"] = "dynamic"
+    model: str | None = None
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    timeout_seconds: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _antigravity_fields(self) -> AgentConfig:
+        if self.type == "antigravity" and (self.max_steps or self.timeout_seconds):
+            raise ValueError(
+                'agent_config of type "antigravity" takes only model and max_total_tokens; '
+                'use type "dynamic" to set max_steps or timeout_seconds'
+            )
+        return self
+
+
+class Tool(OpenModel):
+    """A tool declaration: a client-side function (name, description, parameters) or a built-in
+    tool by type (code_execution, url_context, ...)."""
+
+    type: str
+    name: str | None = None
+    description: str | None = None
+    parameters: dict | None = Field(default=None, json_schema_extra=FREE_FORM)
+    """The function's JSON schema, kept exactly as sent."""
+
+
+EnvVar.model_rebuild()

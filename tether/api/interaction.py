@@ -1,0 +1,194 @@
+"""The Interaction: a create request (the spec) and what became of it (the status)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tether.api.base import FREE_FORM, ApiModel, OpenModel
+from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
+
+Phase = Literal[
+    "queued",
+    "in_progress",
+    "requires_action",
+    "completed",
+    "failed",
+    "cancelled",
+    "incomplete",
+    "budget_exceeded",
+]
+TERMINAL_PHASES: frozenset[str] = frozenset(
+    {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
+)
+
+CONTENT_TYPES = frozenset({"text", "image", "audio", "document", "video"})
+STEP_TYPES = frozenset(
+    {
+        "user_input",
+        "model_output",
+        "thought",
+        "function_call",
+        "function_result",
+        "code_execution_call",
+        "code_execution_result",
+        "url_context_call",
+        "url_context_result",
+        "google_search_call",
+        "google_search_result",
+        "file_search_call",
+        "file_search_result",
+        "mcp_server_tool_call",
+        "mcp_server_tool_result",
+    }
+)
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class Content(OpenModel):
+    """One part of a turn: {"type": "text", "text": ...}, or an image, audio, document, video."""
+
+    type: str
+    text: str | None = None
+    mime_type: str | None = None
+    data: str | None = None
+    uri: str | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in CONTENT_TYPES:
+            raise ValueError(
+                f"unknown content type {value!r}; expected one of {sorted(CONTENT_TYPES)}"
+            )
+        return value
+
+
+class Step(OpenModel):
+    """One entry of an interaction's timeline: user input, model output, a tool call or result."""
+
+    type: str
+    id: str | None = None
+    content: list[Content] | None = None
+    name: str | None = None
+    arguments: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_FORM)
+    call_id: str | None = None
+    result: Any = Field(default=None, json_schema_extra=FREE_FORM)
+    is_error: bool | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in STEP_TYPES:
+            raise ValueError(f"unknown step type {value!r}; expected one of {sorted(STEP_TYPES)}")
+        return value
+
+
+class GenerationConfig(ApiModel):
+    """Sampling and output settings for a model interaction."""
+
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    seed: int | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    stop_sequences: list[str] | None = None
+    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_summaries: Literal["auto", "none"] | None = None
+    tool_choice: Any = Field(default=None, json_schema_extra=FREE_FORM)
+
+
+class WebhookConfig(ApiModel):
+    """Where to announce that an interaction finished, failed or needs action."""
+
+    uris: list[str] | None = None
+    user_metadata: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_FORM)
+
+
+Input = str | Content | list[Step | Content]
+
+
+class InteractionSpec(ApiModel):
+    """What the client asked for. Immutable once created."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=253)
+    """The model that answers (routed through a Model resource)."""
+    agent: str | None = Field(default=None, min_length=1, max_length=253)
+    """The agent that runs in a sandbox pod (an Agent resource or one of its aliases)."""
+    input: Input | None = Field(default=None, json_schema_extra=FREE_FORM)
+    """A string, a content object, a list of contents, or a list of steps."""
+    previous_interaction_id: str | None = None
+    system_instruction: str | None = None
+    tools: list[Tool] | None = None
+    generation_config: GenerationConfig | None = None
+    agent_config: AgentConfig | None = None
+    response_format: dict[str, Any] | list[dict[str, Any]] | None = Field(
+        default=None, json_schema_extra=FREE_FORM
+    )
+    response_mime_type: str | None = None
+    background: bool | None = None
+    store: bool | None = None
+    """Defaults to true; false deletes the interaction once it finishes."""
+    environment: str | SandboxEnvironment | None = None
+    """"remote", an Environment id, or an environment object."""
+    webhook_config: WebhookConfig | None = None
+    labels: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> InteractionSpec:
+        if self.model is not None and self.agent is not None:
+            raise ValueError("model and agent are mutually exclusive: set exactly one")
+        if self.model is None and self.agent is None:
+            raise ValueError("one of model or agent is required")
+        if self.generation_config is not None and self.model is None:
+            raise ValueError("generation_config applies only to model interactions")
+        if self.agent_config is not None and self.agent is None:
+            raise ValueError("agent_config applies only to agent interactions")
+        return self
+
+
+class CreateInteractionRequest(InteractionSpec):
+    """The body of POST /v1/interactions: the spec plus how to answer."""
+
+    stream: bool | None = None
+
+    def spec(self) -> InteractionSpec:
+        return InteractionSpec.model_validate(
+            self.model_dump(exclude={"stream"}, exclude_none=True)
+        )
+
+
+class Usage(ApiModel):
+    """Tokens counted over the whole interaction."""
+
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_thought_tokens: int = 0
+    total_tool_use_tokens: int = 0
+    total_cached_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Error(ApiModel):
+    """Why an interaction did not complete."""
+
+    code: str
+    message: str
+
+
+class InteractionStatus(ApiModel):
+    """What happened: the API's status, the output timeline, usage and errors."""
+
+    phase: Phase | None = None
+    steps: list[Step] | None = Field(default=None, max_length=1000)
+    """The output timeline (the input lives in the spec); bounded, deltas never land here."""
+    usage: Usage | None = None
+    errors: list[Error] | None = None
+    created: Timestamp | None = None
+    updated: Timestamp | None = None
+    environment_id: str | None = None
+    sandbox_pod: str | None = None
+    """The name of the sandbox pod of an agent run."""
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None

@@ -1,0 +1,53 @@
+"""The Model: routes a model id a client sends to a provider. The hosted API cannot do this."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from tether.api.base import FREE_FORM, ApiModel
+from tether.api.common import Condition, SecretKeyRef
+
+Provider = Literal["gemini", "openai", "anthropic", "openai-compatible", "echo", "scripted"]
+
+
+class ScriptedResponse(ApiModel):
+    """One canned model turn of the offline `scripted` provider."""
+
+    text: str | None = None
+    function_calls: list[dict[str, Any]] | None = Field(default=None, json_schema_extra=FREE_FORM)
+    """[{"name": ..., "arguments": {...}}]"""
+    delay_seconds: float | None = Field(default=None, ge=0)
+
+
+class Credentials(ApiModel):
+    secret_ref: SecretKeyRef
+
+
+class ModelSpec(ApiModel):
+    """Which provider answers for this model id, and how to reach it."""
+
+    provider: Provider
+    upstream_model: str | None = None
+    """The provider's own name for the model; defaults to the resource's name."""
+    endpoint: str | None = None
+    """Base URL of the provider's API (required for openai-compatible)."""
+    credentials: Credentials | None = None
+    aliases: list[str] | None = Field(default=None, max_length=64)
+    """Other model ids that route here (ids that are not valid resource names, for example)."""
+    responses: list[ScriptedResponse] | None = None
+    """For the scripted provider: the turns to replay, in order."""
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> ModelSpec:
+        if self.provider == "openai-compatible" and not self.endpoint:
+            raise ValueError("provider openai-compatible needs an endpoint")
+        if self.provider == "scripted" and not self.responses:
+            raise ValueError("provider scripted needs responses")
+        return self
+
+
+class ModelStatus(ApiModel):
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None

@@ -1,0 +1,317 @@
+"""A real local Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager) run as
+child processes, the way controller-runtime's envtest does. Used by the tests and by `make up`."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import kubernetes
+import yaml
+from kubernetes.dynamic import DynamicClient
+
+from tether import pki
+
+K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
+CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
+FIELD_MANAGER = "tether"
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane did not come up; the message carries the failing process's last logs."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+
+    @classmethod
+    def from_cache(cls, version: str = K8S_VERSION) -> Binaries:
+        """The binaries `make control-plane` built; a clear error if it has not run."""
+        bin_dir = CACHE / f"kubernetes-v{version}" / "bin"
+        found = cls(
+            bin_dir / "etcd", bin_dir / "kube-apiserver", bin_dir / "kube-controller-manager"
+        )
+        missing = [
+            str(p)
+            for p in (found.etcd, found.kube_apiserver, found.kube_controller_manager)
+            if not os.access(p, os.X_OK)
+        ]
+        if missing:
+            raise ControlPlaneError(f"missing {', '.join(missing)}: run `make control-plane` first")
+        return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, name: str = "tether-local") -> dict:
+    """A kubeconfig with the credentials embedded, so it works from any directory."""
+    import base64
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": server, "certificate-authority-data": b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            }
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": "admin"}}],
+        "current-context": name,
+    }
+
+
+def _die_with_parent() -> None:
+    # If the test run or `make up`'s supervisor is killed outright, take the children with it.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ControlPlane:
+    """etcd, kube-apiserver and kube-controller-manager on free loopback ports.
+
+    CRDs given to the constructor are installed before the controller manager starts, so its
+    garbage collector knows them from the first moment.
+    """
+
+    def __init__(
+        self,
+        binaries: Binaries | None = None,
+        workdir: Path | None = None,
+        crds: Iterable[dict[str, Any]] = (),
+    ) -> None:
+        self.binaries = binaries or Binaries.from_cache()
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tether-cp-"))
+        self.crds = list(crds)
+        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self.server = ""
+        self.kubeconfig = self.workdir / "kubeconfig"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        certs = pki.generate()
+        d = self.workdir / "pki"
+        d.mkdir(parents=True, exist_ok=True)
+        files = {
+            "ca.crt": certs.ca.cert,
+            "apiserver.crt": certs.serving.cert,
+            "apiserver.key": certs.serving.key,
+            "admin.crt": certs.admin.cert,
+            "admin.key": certs.admin.key,
+            "sa.key": certs.service_account_key,
+            "sa.pub": certs.service_account_pub,
+        }
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+            (d / name).chmod(0o600)
+
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{peer_port}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
+        self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), 30)
+
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={d / 'apiserver.crt'}",
+                f"--tls-private-key-file={d / 'apiserver.key'}",
+                f"--client-ca-file={d / 'ca.crt'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={d / 'sa.pub'}",
+                f"--service-account-signing-key-file={d / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=Node,RBAC",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+        )
+        ssl_ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
+        ssl_ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
+        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", ssl_ctx), 120)
+
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                kubeconfig(self.server, certs.ca.cert, certs.admin.cert, certs.admin.key)
+            )
+        )
+        self.kubeconfig.chmod(0o600)
+        if self.crds:
+            self.install_crds(self.crds)
+
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--service-account-private-key-file={d / 'sa.key'}",
+                f"--root-ca-file={d / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+            ],
+        )
+        # The service-account controller creating "default" proves the controllers are running.
+        core = kubernetes.client.CoreV1Api(self.api_client())
+        self._wait(
+            "kube-controller-manager",
+            lambda: _exists(core.read_namespaced_service_account, "default", "default"),
+            60,
+        )
+
+    def stop(self) -> None:
+        """Stop in reverse order; SIGKILL whatever ignores SIGTERM. Safe to call twice."""
+        while self._procs:
+            _, proc = self._procs.pop()
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def install_crds(self, crds: Iterable[dict[str, Any]], timeout: float = 30) -> None:
+        """Server-side apply each CRD and wait until the API server serves it."""
+        client = DynamicClient(self.api_client())
+        api = client.resources.get(
+            api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
+        )
+        names = []
+        for crd in crds:
+            api.server_side_apply(body=crd, field_manager=FIELD_MANAGER, force_conflicts=True)
+            names.append(crd["metadata"]["name"])
+        for name in names:
+            self._wait(f"CRD {name}", lambda n=name: _established(api.get(name=n)), timeout)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path(name).open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+                cwd=self.workdir,
+            )
+        self._procs.append((name, proc))
+
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self._procs:
+                if proc.poll() is not None:
+                    raise ControlPlaneError(
+                        f"{name} exited with {proc.returncode}:\n{self._tail(name)}"
+                    )
+            if ready():
+                return
+            time.sleep(0.1)
+        name = self._procs[-1][0] if self._procs else what
+        raise ControlPlaneError(f"{what} not ready after {timeout}s:\n{self._tail(name)}")
+
+    def _tail(self, name: str, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+            return resp.status == 200
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _exists(read: Callable[..., Any], *args: str) -> bool:
+    try:
+        read(*args)
+        return True
+    except kubernetes.client.ApiException:
+        return False
+
+
+def _established(crd: Any) -> bool:
+    conditions = (crd.status or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
