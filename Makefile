@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+# The repo's operator/ folder would shadow the standard library's `operator` module if the
+# working directory landed on sys.path (as `python -m` does); Python 3.11+ can refuse that.
+export PYTHONSAFEPATH := 1
 
 .PHONY: venv control-plane crds crds-check lint format test check
 
@@ -38,6 +41,6 @@ format: venv
 
 ## The whole suite: unit tests and integration tests against a real local control plane.
 test: venv control-plane
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 check: lint crds-check test
