@@ -3,17 +3,12 @@ child processes, the way controller-runtime's envtest does. Used by the tests an
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +19,14 @@ import yaml
 from kubernetes.dynamic import DynamicClient
 
 from tether import pki
+from tether.processes import StartupError, http_ok, spawn, stop, wait_until
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
 CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
 FIELD_MANAGER = "tether"
-_PR_SET_PDEATHSIG = 1
 
 
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(StartupError):
     """The control plane did not come up; the message carries the failing process's last logs."""
 
 
@@ -88,11 +83,6 @@ def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, name: str = "tet
     }
 
 
-def _die_with_parent() -> None:
-    # If the test run or `make up`'s supervisor is killed outright, take the children with it.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 class ControlPlane:
     """etcd, kube-apiserver and kube-controller-manager on free loopback ports.
 
@@ -109,6 +99,7 @@ class ControlPlane:
         self.binaries = binaries or Binaries.from_cache()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tether-cp-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.crds = list(crds)
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self.server = ""
@@ -164,7 +155,7 @@ class ControlPlane:
                 "warn",
             ],
         )
-        self._wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), 30)
+        self._wait("etcd", lambda: http_ok(f"{etcd_url}/health"), 30)
 
         self.server = f"https://127.0.0.1:{api_port}"
         self._spawn(
@@ -189,7 +180,7 @@ class ControlPlane:
         )
         ssl_ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
         ssl_ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
-        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", ssl_ctx), 120)
+        self._wait("kube-apiserver", lambda: http_ok(f"{self.server}/readyz", ssl_ctx), 120)
 
         self.kubeconfig.write_text(
             yaml.safe_dump(
@@ -224,13 +215,7 @@ class ControlPlane:
         """Stop in reverse order; SIGKILL whatever ignores SIGTERM. Safe to call twice."""
         while self._procs:
             _, proc = self._procs.pop()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -264,44 +249,14 @@ class ControlPlane:
         return self.workdir / "logs" / f"{name}.log"
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path(name).open("ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                cwd=self.workdir,
-            )
-        self._procs.append((name, proc))
+        self._procs.append((name, spawn(argv, self.log_path(name), cwd=self.workdir)))
 
-    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for name, proc in self._procs:
-                if proc.poll() is not None:
-                    raise ControlPlaneError(
-                        f"{name} exited with {proc.returncode}:\n{self._tail(name)}"
-                    )
-            if ready():
-                return
-            time.sleep(0.1)
-        name = self._procs[-1][0] if self._procs else what
-        raise ControlPlaneError(f"{what} not ready after {timeout}s:\n{self._tail(name)}")
-
-    def _tail(self, name: str, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path(name).read_text(errors="replace").splitlines()[-lines:])
-        return "(no log)"
-
-
-def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
-            return resp.status == 200
-    except (OSError, ssl.SSLError):
-        return False
+    def _wait(self, what: str, ready, timeout: float) -> None:
+        watch = [(name, proc, self.log_path(name)) for name, proc in self._procs]
+        try:
+            wait_until(what, ready, timeout, watch)
+        except StartupError as error:
+            raise ControlPlaneError(str(error)) from None
 
 
 def _exists(read: Callable[..., Any], *args: str) -> bool:

@@ -15,13 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from tether.api import GROUP, VERSION
 from tether.api.agent import AgentSpec, AgentStatus
 from tether.api.environment import EnvironmentSpec, EnvironmentStatus
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.api.model import ModelSpec, ModelStatus
 
-GROUP = "tether.dev"
-VERSION = "v1alpha1"
 CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 _DROPPED_KEYS = {"title", "default", "discriminator", "$defs"}
@@ -39,6 +38,7 @@ class Resource:
     printer_columns: tuple[dict[str, Any], ...] = ()
     spec_rules: tuple[dict[str, str], ...] = ()
     spec_required: bool = True
+    selectable_fields: tuple[str, ...] = ()
 
 
 IMMUTABLE = {"rule": "self == oldSelf", "message": "spec is immutable after creation"}
@@ -48,6 +48,7 @@ RESOURCES: tuple[Resource, ...] = (
         kind="Interaction",
         plural="interactions",
         short_names=("ix",),
+        selectable_fields=(".status.phase", ".spec.model", ".spec.agent"),
         spec=InteractionSpec,
         status=InteractionStatus,
         printer_columns=(
@@ -235,6 +236,11 @@ def build_crd(resource: Resource) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": list(resource.printer_columns),
+                    **(
+                        {"selectableFields": [{"jsonPath": p} for p in resource.selectable_fields]}
+                        if resource.selectable_fields
+                        else {}
+                    ),
                     "schema": {"openAPIV3Schema": root},
                 }
             ],

@@ -60,17 +60,21 @@ def test_tool_schemas_and_arguments_are_kept_exactly_as_sent():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"model": "echo", "agent": "eva"}, "model and agent are mutually exclusive"),
+        ({"model": "echo", "agent": "eva", "input": "x"}, "model and agent are mutually exclusive"),
         ({"input": "hi"}, "one of model or agent is required"),
-        ({"agent": "eva", "generation_config": {}}, "generation_config applies only to model"),
+        ({"model": "echo"}, "input\n  Field required"),
         (
-            {"model": "echo", "agent_config": {"type": "dynamic"}},
+            {"agent": "eva", "input": "x", "generation_config": {}},
+            "generation_config applies only to model",
+        ),
+        (
+            {"model": "echo", "input": "x", "agent_config": {"type": "dynamic"}},
             "agent_config applies only to agent",
         ),
         ({"model": "echo", "input": [{"type": "banana"}]}, "banana"),
         ({"model": "echo", "surprise": 1}, "surprise"),
         (
-            {"agent": "eva", "agent_config": {"type": "antigravity", "max_steps": 3}},
+            {"agent": "eva", "input": "x", "agent_config": {"type": "antigravity", "max_steps": 3}},
             'use type "dynamic"',
         ),
     ],
@@ -83,7 +87,9 @@ def test_bad_requests_are_rejected_naming_what_is_wrong(body, message):
 
 def test_the_wire_does_not_accept_camel_case_field_names():
     with pytest.raises(ValidationError, match="previousInteractionId"):
-        CreateInteractionRequest.from_wire({"model": "echo", "previousInteractionId": "x"})
+        CreateInteractionRequest.from_wire(
+            {"model": "echo", "input": "x", "previousInteractionId": "x"}
+        )
 
 
 def test_status_phase_is_one_of_the_api_statuses():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from tether.api.base import FREE_FORM, ApiModel, OpenModel
 from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
@@ -106,7 +107,39 @@ class WebhookConfig(ApiModel):
     user_metadata: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_FORM)
 
 
-Input = str | Content | list[Step | Content]
+def _input_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict | Content):
+        return "content"
+    if isinstance(value, list):
+        return "list"
+    return None
+
+
+def _item_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "content" if kind in CONTENT_TYPES else "step"
+
+
+InputItem = Annotated[
+    Annotated[Step, Tag("step")] | Annotated[Content, Tag("content")], Discriminator(_item_kind)
+]
+Input = Annotated[
+    Annotated[str, Tag("text")]
+    | Annotated[Content, Tag("content")]
+    | Annotated[list[InputItem], Tag("list")],
+    Discriminator(
+        _input_kind,
+        custom_error_type="invalid_input",
+        custom_error_message=(
+            "input must be a string, a content object, or a list of contents or steps"
+        ),
+    ),
+]
+
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^([a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)?$")
 
 
 class InteractionSpec(ApiModel):
@@ -116,7 +149,7 @@ class InteractionSpec(ApiModel):
     """The model that answers (routed through a Model resource)."""
     agent: str | None = Field(default=None, min_length=1, max_length=253)
     """The agent that runs in a sandbox pod (an Agent resource or one of its aliases)."""
-    input: Input | None = Field(default=None, json_schema_extra=FREE_FORM)
+    input: Input = Field(json_schema_extra=FREE_FORM)
     """A string, a content object, a list of contents, or a list of steps."""
     previous_interaction_id: str | None = None
     system_instruction: str | None = None
@@ -133,7 +166,23 @@ class InteractionSpec(ApiModel):
     environment: str | SandboxEnvironment | None = None
     """"remote", an Environment id, or an environment object."""
     webhook_config: WebhookConfig | None = None
-    labels: dict[str, str] | None = None
+    labels: dict[str, str] | None = Field(default=None, max_length=64)
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        for key, value in (labels or {}).items():
+            if not _LABEL_KEY.match(key):
+                raise ValueError(
+                    f"label key {key!r} must start with a lowercase letter and hold at most 63 "
+                    "lowercase letters, digits, underscores and dashes"
+                )
+            if not _LABEL_VALUE.match(value):
+                raise ValueError(
+                    f"label value {value!r} (of {key!r}) must hold at most 63 lowercase letters, "
+                    "digits, underscores and dashes, and start and end with a letter or digit"
+                )
+        return labels
 
     @model_validator(mode="after")
     def _one_target(self) -> InteractionSpec:
@@ -192,3 +241,27 @@ class InteractionStatus(ApiModel):
     """The name of the sandbox pod of an agent run."""
     conditions: list[Condition] | None = None
     observed_generation: int | None = None
+
+
+class InteractionObject(ApiModel):
+    """The Interaction as clients read it: what was asked, and what became of it so far."""
+
+    id: str
+    status: Phase
+    created: Timestamp | None = None
+    updated: Timestamp | None = None
+    model: str | None = None
+    agent: str | None = None
+    previous_interaction_id: str | None = None
+    system_instruction: str | None = None
+    tools: list[Tool] | None = None
+    generation_config: GenerationConfig | None = None
+    agent_config: AgentConfig | None = None
+    response_format: Any = Field(default=None, json_schema_extra=FREE_FORM)
+    response_mime_type: str | None = None
+    webhook_config: WebhookConfig | None = None
+    labels: dict[str, str] | None = None
+    steps: list[Step] = Field(default_factory=list)
+    usage: Usage | None = None
+    errors: list[Error] | None = None
+    environment_id: str | None = None

@@ -1,0 +1,69 @@
+"""The gateway application: `create_app(settings)`; state lives in the cleanup context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from tether.events import EventLog
+from tether.kube import Kube
+from tether.settings import Settings
+
+from . import interactions
+from .auth import ApiKeys, auth_middleware
+from .errors import error_middleware
+from .metrics import metrics_endpoint, metrics_middleware
+from .openapi import openapi_document
+from .state import SETTINGS, STATE, State
+
+
+async def _connections(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    kube = await Kube.connect(settings, component="tether-gateway")
+    redis = Redis.from_url(settings.redis_url)
+    keys = ApiKeys(kube, settings.system_namespace)
+    await keys.load()  # serve no request before the keys are known
+    watching = asyncio.create_task(keys.watch())
+    app[STATE] = State(
+        settings=settings,
+        kube=kube,
+        events=EventLog(redis, settings.event_ttl_seconds),
+        keys=keys,
+    )
+    yield
+    watching.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watching
+    await redis.aclose()
+    await kube.close()
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            metrics_middleware,
+            error_middleware,
+            auth_middleware(lambda app: app[STATE].keys),
+        ],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_connections)
+    interactions.add_routes(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/openapi.json", openapi)
+    return app

@@ -1,0 +1,25 @@
+"""What the gateway's handlers share: built in the app's cleanup context, typed by AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from tether.events import EventLog
+from tether.kube import Kube
+from tether.settings import Settings
+
+from .auth import ApiKeys
+
+
+@dataclass
+class State:
+    settings: Settings
+    kube: Kube
+    events: EventLog
+    keys: ApiKeys
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STATE = web.AppKey("state", State)

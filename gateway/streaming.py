@@ -1,0 +1,58 @@
+"""Server-sent events from the event log, and waiting for an interaction to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from tether.api.interaction import TERMINAL_PHASES
+from tether.api.views import interaction_view
+from tether.events import TERMINAL_EVENT
+
+from .metrics import OPEN_STREAMS
+from .state import State
+
+
+async def stream_events(
+    request: web.Request,
+    state: State,
+    namespace: str,
+    name: str,
+    after: str,
+    current: dict[str, Any] | None = None,
+) -> web.StreamResponse:
+    """Replay the events after `after`, then follow live ones until the interaction ends.
+
+    The library sends a keep-alive comment every 15 s, so proxies keep quiet streams open.
+    """
+    phase = ((current or {}).get("status") or {}).get("phase")
+    log_gone = current is not None and not await state.events.exists(namespace, name)
+    with OPEN_STREAMS.track_inprogress():
+        async with sse_response(request, allow_all_methods=True) as sse:  # POST creates stream too
+            if log_gone and phase in TERMINAL_PHASES:
+                # The log outlived its TTL; the final object still tells the whole story.
+                final = {
+                    "event_type": TERMINAL_EVENT,
+                    "interaction": interaction_view(current, include_input=False),
+                }
+                await sse.send(json.dumps(final), event=TERMINAL_EVENT)
+                return sse
+            async for event in state.events.follow(namespace, name, after):
+                await sse.send(json.dumps(event), id=event["event_id"], event=event["event_type"])
+        return sse
+
+
+async def wait_for_end(state: State, namespace: str, name: str, timeout: float) -> dict | None:
+    """The final interaction (output steps only), or None if it is still running after timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in state.events.follow(namespace, name, "0"):
+                if event["event_type"] == TERMINAL_EVENT:
+                    return event["interaction"]
+    except TimeoutError:
+        return None
+    return None

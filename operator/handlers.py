@@ -1,0 +1,96 @@
+"""kopf handlers: every Interaction event starts, cancels or ignores a run; nothing else.
+
+Only `on.event` handlers watch Interactions, so kopf stores no diff-base or progress
+annotations on them: inputs of any size never meet the 256 KiB annotation limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+
+from tether.api import GROUP, VERSION
+from tether.api.interaction import TERMINAL_PHASES
+from tether.events import EventLog
+from tether.kube import Kube
+from tether.settings import Settings
+
+from .context import Context
+from .model_run import finish_cancelled, run_model_interaction
+
+CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
+log = logging.getLogger("tether.operator")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.enabled = False  # no k8s Event per handler: fewer writes per interaction
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.networking.request_timeout = 60
+    config = Settings()
+    redis = Redis.from_url(config.redis_url)
+    memo.ctx = Context(
+        settings=config,
+        kube=await Kube.connect(config, component="tether-operator"),
+        events=EventLog(redis, config.event_ttl_seconds),
+    )
+    server, _thread = start_http_server(config.metrics_port, addr=config.host)
+    log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
+    memo.sweeper = asyncio.create_task(sweep_expired(memo.ctx))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    ctx: Context = memo.ctx
+    memo.sweeper.cancel()
+    await ctx.runs.shutdown()
+    await ctx.events.redis.aclose()
+    await ctx.kube.close()
+
+
+@kopf.on.event(GROUP, VERSION, "interactions")
+async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx: Context = memo.ctx
+    uid = body.metadata.uid
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        ctx.runs.forget(uid)
+        return
+    if body.status.get("phase") in TERMINAL_PHASES:
+        return
+    obj = dict(body)
+    if CANCEL_ANNOTATION in body.metadata.annotations:
+        if not ctx.runs.cancel(uid):
+            await finish_cancelled(ctx, obj)
+        return
+    if body.spec.get("model"):
+        ctx.runs.start(uid, run_model_interaction(ctx, obj))
+
+
+async def sweep_expired(ctx: Context) -> None:
+    """Delete finished interactions older than the retention period."""
+    custom = ctx.kube.custom
+    while True:
+        await asyncio.sleep(ctx.settings.sweep_interval_seconds)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ctx.settings.retention_seconds)
+        try:
+            found = await custom.list_cluster_custom_object(GROUP, VERSION, "interactions")
+            for item in found["items"]:
+                status = item.get("status") or {}
+                updated = status.get("updated")
+                if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
+                    meta = item["metadata"]
+                    await ctx.kube.delete("interactions", meta["namespace"], meta["name"])
+                    await ctx.events.delete(meta["namespace"], meta["name"])
+        except Exception:  # a failed sweep is retried at the next interval, never fatal
+            log.exception("retention sweep failed")
+
+
+def _parse(timestamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

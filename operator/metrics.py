@@ -1,0 +1,19 @@
+"""The operator's Prometheus metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INTERACTIONS = Counter(
+    "tether_interactions_total", "Interactions that reached a final status.", ["kind", "status"]
+)
+DURATION = Histogram(
+    "tether_interaction_duration_seconds",
+    "From the operator taking an interaction to its final status.",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+FIRST_OUTPUT = Histogram(
+    "tether_model_first_output_seconds",
+    "From the operator taking a model interaction to the provider's first output.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IN_FLIGHT = Gauge("tether_interactions_in_flight", "Interactions running now.", ["kind"])

@@ -1,0 +1,223 @@
+"""One model interaction, start to finish: resolve the model, rebuild the conversation, stream the
+answer into the event log, and write the outcome to the Interaction's status."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether import catalog
+from tether.api.interaction import InteractionSpec, Step
+from tether.api.model import ModelSpec
+from tether.api.views import interaction_view
+from tether.conversation import history
+from tether.events import mark_unstored
+from tether.providers import ProviderError, provider_for
+from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
+
+from . import metrics
+from .context import Context
+
+MAX_CHAIN = 1000
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Outcome:
+    phase: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class RunError(ProviderError):
+    """The run cannot proceed for a reason the user can fix (unknown model, broken chain)."""
+
+
+async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    spec = InteractionSpec.from_kube(obj["spec"])
+    previous = obj.get("status") or {}
+    started = time.monotonic()
+    metrics.IN_FLIGHT.labels("model").inc()
+    emit = _emitter(ctx, namespace, name)
+    try:
+        created = previous.get("created") or now()
+        running = {"phase": "in_progress", "created": created, "updated": now()}
+        # The in_progress write runs beside the model call: it is not on the critical path.
+        marking = asyncio.create_task(
+            ctx.kube.patch_status("interactions", namespace, name, running)
+        )
+        if previous.get("phase") != "in_progress":
+            await emit(
+                "interaction.created",
+                interaction=interaction_view({**obj, "status": running}, include_input=False),
+            )
+        await emit("interaction.status_update", interaction_id=name, status="in_progress")
+        try:
+            outcome = await _call_model(ctx, namespace, spec, emit, started)
+        except ProviderError as error:
+            outcome = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
+        await marking
+        await _finish(ctx, namespace, name, spec, outcome, emit)
+    except asyncio.CancelledError:
+        if ctx.runs.cancel_requested(uid):
+            await _finish(ctx, namespace, name, spec, Outcome("cancelled"), emit)
+        raise
+    finally:
+        ctx.runs.finished(uid)
+        metrics.IN_FLIGHT.labels("model").dec()
+        metrics.DURATION.labels("model").observe(time.monotonic() - started)
+
+
+async def finish_cancelled(ctx: Context, obj: dict[str, Any]) -> None:
+    """Cancel an interaction that is not running in this process (queued, or orphaned)."""
+    meta = obj["metadata"]
+    spec = InteractionSpec.from_kube(obj["spec"])
+    emit = _emitter(ctx, meta["namespace"], meta["name"])
+    await _finish(ctx, meta["namespace"], meta["name"], spec, Outcome("cancelled"), emit)
+    ctx.runs.finished(meta["uid"])
+
+
+def _emitter(ctx: Context, namespace: str, name: str):
+    async def emit(event_type: str, **fields: Any) -> None:
+        await ctx.events.append(namespace, name, {"event_type": event_type, **fields})
+
+    return emit
+
+
+async def _finish(ctx, namespace, name, spec: InteractionSpec, outcome: Outcome, emit) -> None:
+    status: dict[str, Any] = {"phase": outcome.phase, "updated": now()}
+    if outcome.steps:
+        status["steps"] = outcome.steps
+    if outcome.usage:
+        status["usage"] = outcome.usage
+    if outcome.errors:
+        status["errors"] = outcome.errors
+    final = await ctx.kube.patch_status("interactions", namespace, name, status)
+    await emit("interaction.status_update", interaction_id=name, status=outcome.phase)
+    for error in outcome.errors or []:
+        await emit("error", error=error)
+    await emit("interaction.completed", interaction=interaction_view(final, include_input=False))
+    await ctx.events.finish(namespace, name)
+    metrics.INTERACTIONS.labels("model", outcome.phase).inc()
+    if spec.store is False:
+        await mark_unstored(ctx.events.redis, namespace, name, ctx.settings.retention_seconds)
+        await ctx.kube.delete("interactions", namespace, name)
+
+
+async def _call_model(
+    ctx: Context, namespace: str, spec: InteractionSpec, emit, started
+) -> Outcome:
+    namespaces = [namespace, ctx.settings.system_namespace]
+    model = await catalog.find(ctx.kube, "models", namespaces, spec.model)
+    if model is None:
+        raise RunError("model_not_found", f"model {spec.model!r} not found")
+    provider = await _provider(ctx, model)
+    chain = await _chain(ctx, namespace, spec.previous_interaction_id)
+    steps = history(
+        [(c["spec"].get("input"), (c.get("status") or {}).get("steps") or []) for c in chain]
+    ) + history([(spec.to_wire().get("input"), [])])
+    model_spec = ModelSpec.from_kube(model["spec"])
+    request = ModelRequest(
+        model=model_spec.upstream_model or model["metadata"]["name"],
+        steps=steps,
+        system_instruction=spec.system_instruction,
+        tools=[tool.to_wire() for tool in spec.tools or []],
+        generation_config=spec.generation_config.to_wire() if spec.generation_config else {},
+    )
+
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
+    usage = Usage(0, 0)
+    first = True
+    async for output in provider.generate(request):
+        if first:
+            metrics.FIRST_OUTPUT.observe(time.monotonic() - started)
+            first = False
+        match output:
+            case TextDelta(text=delta):
+                if not text:
+                    await emit("step.start", index=0, step={"type": "model_output"})
+                text.append(delta)
+                await emit("step.delta", index=0, delta={"type": "text", "text": delta})
+            case FunctionCall():
+                if text and not calls:
+                    await emit("step.stop", index=0)
+                step = {
+                    "type": "function_call",
+                    "id": output.id,
+                    "name": output.name,
+                    "arguments": output.arguments,
+                }
+                index = len(calls) + (1 if text else 0)
+                await emit("step.start", index=index, step=step)
+                await emit("step.stop", index=index)
+                calls.append(step)
+            case Usage():
+                usage = output
+    if text and not calls:
+        await emit("step.stop", index=0)
+
+    steps_out: list[dict[str, Any]] = []
+    if text:
+        steps_out.append(
+            {"type": "model_output", "content": [{"type": "text", "text": "".join(text)}]}
+        )
+    steps_out.extend(calls)
+    return Outcome(
+        phase="requires_action" if calls else "completed",
+        steps=[Step.from_wire(s).to_kube() for s in steps_out],
+        usage={
+            "totalInputTokens": usage.input_tokens,
+            "totalOutputTokens": usage.output_tokens,
+            "totalTokens": usage.input_tokens + usage.output_tokens,
+        },
+    )
+
+
+async def _provider(ctx: Context, model: dict[str, Any]):
+    spec = ModelSpec.from_kube(model["spec"])
+    meta = model["metadata"]
+    api_key = None
+    if spec.credentials:
+        ref = spec.credentials.secret_ref
+        api_key = await ctx.kube.secret_value(meta["namespace"], ref.name, ref.key)
+        if api_key is None:
+            raise RunError(
+                "credentials_missing",
+                f"model {meta['name']!r} needs key {ref.key!r} of Secret {ref.name!r}, "
+                "which does not exist",
+            )
+    key = (meta["uid"], meta["resourceVersion"], api_key)
+    if key not in ctx.providers:
+        ctx.providers[key] = provider_for(spec, api_key)
+    return ctx.providers[key]
+
+
+async def _chain(ctx: Context, namespace: str, previous_id: str | None) -> list[dict[str, Any]]:
+    """The earlier interactions of this conversation, oldest first."""
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while previous_id:
+        if previous_id in seen or len(chain) >= MAX_CHAIN:
+            raise RunError(
+                "invalid_chain", f"the conversation chain at {previous_id!r} loops or is too long"
+            )
+        seen.add(previous_id)
+        obj = await ctx.kube.get("interactions", namespace, previous_id)
+        if obj is None:
+            raise RunError(
+                "previous_interaction_not_found", f"previous interaction {previous_id!r} not found"
+            )
+        chain.append(obj)
+        previous_id = obj["spec"].get("previousInteractionId")
+    chain.reverse()
+    return chain

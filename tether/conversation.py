@@ -1,0 +1,63 @@
+"""Conversation state, rebuilt from Interaction resources: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tether.api.interaction import CONTENT_TYPES
+
+MODEL_STEP_TYPES = frozenset({"model_output", "thought", "function_call"})
+
+
+def input_steps(value: Any) -> list[dict[str, Any]]:
+    """Normalize any accepted `input` (string, content, list of contents or steps) to steps."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"type": "user_input", "content": [{"type": "text", "text": value}]}]
+    if isinstance(value, dict):
+        return [{"type": "user_input", "content": [value]}]
+    steps: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    for item in value:
+        if item.get("type") in CONTENT_TYPES:
+            pending.append(item)
+            continue
+        if pending:
+            steps.append({"type": "user_input", "content": pending})
+            pending = []
+        steps.append(item)
+    if pending:
+        steps.append({"type": "user_input", "content": pending})
+    return steps
+
+
+def history(chain: Iterable[tuple[Any, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """The timeline of a chain of interactions, oldest first: each one's input, then its output."""
+    steps: list[dict[str, Any]] = []
+    for spec_input, output in chain:
+        steps.extend(input_steps(spec_input))
+        steps.extend(output)
+    return steps
+
+
+def text_of(step: dict[str, Any]) -> str:
+    return "".join(
+        part.get("text", "") for part in step.get("content") or [] if part.get("type") == "text"
+    )
+
+
+def user_texts(steps: Iterable[dict[str, Any]]) -> list[str]:
+    return [text_of(s) for s in steps if s.get("type") == "user_input"]
+
+
+def model_turns(steps: Iterable[dict[str, Any]]) -> int:
+    """How many times the model has answered so far (a run of model steps is one answer)."""
+    turns, in_turn = 0, False
+    for step in steps:
+        is_model = step.get("type") in MODEL_STEP_TYPES
+        if is_model and not in_turn:
+            turns += 1
+        in_turn = is_model
+    return turns

@@ -1,0 +1,91 @@
+"""Async access to Tether's custom resources and Secrets (kubernetes_asyncio, never blocking)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Self
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tether.api import GROUP, VERSION
+from tether.settings import Settings
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    @classmethod
+    async def connect(cls, settings: Settings, component: str) -> Self:
+        """`component` names the writer in managedFields (tether-gateway, tether-operator)."""
+        configuration = client.Configuration()
+        if settings.kubeconfig:
+            await config.load_kube_config(
+                config_file=settings.kubeconfig, client_configuration=configuration
+            )
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        api = client.ApiClient(configuration)
+        api.user_agent = component
+        return cls(api)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body
+        )
+
+    async def list(self, plural: str, namespace: str, **options: Any) -> dict[str, Any]:
+        return await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, **options
+        )
+
+    async def patch(self, plural: str, namespace: str, name: str, body: dict) -> dict[str, Any]:
+        return await self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
+        )
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH
+        )
+
+    async def delete(self, plural: str, namespace: str, name: str) -> bool:
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+            return True
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        try:
+            secret = await self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        value = (secret.data or {}).get(key)
+        return base64.b64decode(value).decode() if value is not None else None

@@ -1,0 +1,61 @@
+"""What every provider takes and yields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One model call: the whole conversation as wire-format steps, plus this turn's settings."""
+
+    model: str
+    steps: list[dict[str, Any]]
+    system_instruction: str | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    generation_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+Output = TextDelta | FunctionCall | Usage
+
+
+class ProviderError(Exception):
+    """The provider refused or failed; `message` is what the user sees in errors[]."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Provider(Protocol):
+    def generate(self, request: ModelRequest) -> AsyncIterator[Output]: ...
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def word_deltas(text: str) -> list[TextDelta]:
+    """A reply streamed one word per delta; the deltas join back to the words spaced once."""
+    return [TextDelta(w if i == 0 else f" {w}") for i, w in enumerate(words(text))]

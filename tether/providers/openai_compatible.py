@@ -1,0 +1,139 @@
+"""Chat Completions over HTTP, streamed, with usage: OpenAI, vLLM, Ollama and the like.
+
+Uses the official `openai` client, the reference implementation of this protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from tether.conversation import text_of
+from tether.providers.base import (
+    FunctionCall,
+    ModelRequest,
+    Output,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
+
+_GENERATION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "max_output_tokens": "max_tokens",
+    "stop_sequences": "stop",
+}
+
+
+def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
+    """The conversation's steps as Chat Completions messages."""
+    messages: list[dict[str, Any]] = []
+    if request.system_instruction:
+        messages.append({"role": "system", "content": request.system_instruction})
+    for step in request.steps:
+        kind = step.get("type")
+        if kind == "user_input":
+            messages.append({"role": "user", "content": text_of(step)})
+        elif kind == "model_output":
+            messages.append({"role": "assistant", "content": text_of(step)})
+        elif kind == "function_call":
+            call = {
+                "id": step["id"],
+                "type": "function",
+                "function": {
+                    "name": step["name"],
+                    "arguments": json.dumps(step.get("arguments") or {}),
+                },
+            }
+            last = messages[-1] if messages else None
+            if last and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_result":
+            result = step.get("result")
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": step["call_id"],
+                    "content": result if isinstance(result, str) else json.dumps(result),
+                }
+            )
+    return messages
+
+
+def chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool["name"],
+                "description": tool.get("description", ""),
+                "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
+            },
+        }
+        for tool in tools
+        if tool.get("type") == "function"
+    ]
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, endpoint: str, api_key: str | None) -> None:
+        self.endpoint = endpoint
+        self.client = openai.AsyncOpenAI(
+            base_url=endpoint, api_key=api_key or "unused", max_retries=2
+        )
+
+    async def generate(self, request: ModelRequest) -> AsyncIterator[Output]:
+        options = {
+            wire: request.generation_config[ours]
+            for ours, wire in _GENERATION_FIELDS.items()
+            if ours in request.generation_config
+        }
+        if tools := chat_tools(request.tools):
+            options["tools"] = tools
+        calls: dict[int, dict[str, str]] = {}
+        try:
+            stream = await self.client.chat.completions.create(
+                model=request.model,
+                messages=chat_messages(request),
+                stream=True,
+                stream_options={"include_usage": True},
+                **options,
+            )
+            async for chunk in stream:
+                if chunk.usage:
+                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        yield TextDelta(choice.delta.content)
+                    for call in choice.delta.tool_calls or []:
+                        acc = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                        acc["id"] = call.id or acc["id"]
+                        if call.function:
+                            acc["name"] += call.function.name or ""
+                            acc["arguments"] += call.function.arguments or ""
+        except openai.APIStatusError as error:
+            raise ProviderError(
+                "provider_error", f"{self.endpoint} answered {error.status_code}: {error.message}"
+            ) from error
+        except openai.APIConnectionError as error:
+            raise ProviderError(
+                "provider_unreachable", f"cannot reach {self.endpoint}: {error.message}"
+            ) from error
+        for index in sorted(calls):
+            acc = calls[index]
+            try:
+                arguments = json.loads(acc["arguments"] or "{}")
+            except json.JSONDecodeError as error:
+                raise ProviderError(
+                    "provider_error", f"the model sent invalid JSON arguments for {acc['name']}"
+                ) from error
+            yield FunctionCall(
+                id=acc["id"] or f"call-{index}", name=acc["name"], arguments=arguments
+            )

@@ -1,0 +1,33 @@
+"""Configuration shared by the operator and the gateway, from TETHER_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="ignore")
+
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("TETHER_KUBECONFIG", "KUBECONFIG")
+    )
+    """Unset inside a cluster: the pod's service account is used."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    system_namespace: str = "tether-system"
+    """Where API keys and the platform-wide Models and Agents live."""
+
+    event_ttl_seconds: int = 24 * 3600
+    """How long an interaction's event log is kept after it finishes (for stream resume)."""
+    retention_seconds: int = 7 * 24 * 3600
+    """How long a stored interaction is kept after it finishes."""
+    sweep_interval_seconds: float = 300
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    metrics_port: int = 0
+    """The operator's /metrics port (0: a free one). The gateway serves /metrics itself."""
+    max_body_bytes: int = 1024 * 1024
+    """Larger request bodies get 413: an Interaction must fit in one etcd object."""
+    sync_wait_seconds: float = 600
+    """A create without background answers when the run ends, or after this long."""

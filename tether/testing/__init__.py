@@ -1,0 +1,1 @@
+"""Local stand-ins for external model vendors, speaking their real wire protocols."""
