@@ -15,7 +15,7 @@ from tether.settings import Settings
 
 from . import interactions
 from .auth import ApiKeys, auth_middleware
-from .errors import error_middleware
+from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
 from .openapi import openapi_document
 from .state import SETTINGS, STATE, State
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
         ],
     )
     app[SETTINGS] = settings
+    app[MAX_BODY_BYTES] = settings.max_body_bytes
     app.cleanup_ctx.append(_connections)
     interactions.add_routes(app)
     app.router.add_get("/healthz", healthz)

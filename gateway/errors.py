@@ -10,6 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 log = logging.getLogger("tether.gateway")
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
 
 _HTTP_CODES = {
     400: "invalid_argument",
@@ -73,11 +74,11 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(error.status, error.code, error.message)
     except ValidationError as error:
         return error_response(400, "invalid_argument", describe_validation(error))
-    except web.HTTPRequestEntityTooLarge as error:
+    except web.HTTPRequestEntityTooLarge:
         return error_response(
             413,
             "payload_too_large",
-            f"request body is larger than the limit of {error.max_size} bytes",
+            f"request body is larger than the limit of {request.app[MAX_BODY_BYTES]} bytes",
         )
     except web.HTTPException as error:
         if error.status < 400:

@@ -35,19 +35,16 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kubectl: Path
 
     @classmethod
     def from_cache(cls, version: str = K8S_VERSION) -> Binaries:
         """The binaries `make control-plane` built; a clear error if it has not run."""
         bin_dir = CACHE / f"kubernetes-v{version}" / "bin"
         found = cls(
-            bin_dir / "etcd", bin_dir / "kube-apiserver", bin_dir / "kube-controller-manager"
+            *(bin_dir / n for n in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"))
         )
-        missing = [
-            str(p)
-            for p in (found.etcd, found.kube_apiserver, found.kube_controller_manager)
-            if not os.access(p, os.X_OK)
-        ]
+        missing = [str(p) for p in vars(found).values() if not os.access(p, os.X_OK)]
         if missing:
             raise ControlPlaneError(f"missing {', '.join(missing)}: run `make control-plane` first")
         return found

@@ -29,6 +29,7 @@ class ChatCompletionsServer:
 
     replies: list[Reply] = field(default_factory=lambda: [Reply("hello from upstream")])
     requests: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
     port: int = 0
 
     def app(self) -> web.Application:
@@ -43,6 +44,7 @@ class ChatCompletionsServer:
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.authorizations.append(request.headers.get("Authorization"))
         reply = self._next()
         if reply.status != 200:
             return web.json_response(

@@ -1,0 +1,131 @@
+"""A Model routes an id to any OpenAI-compatible server (OpenAI, vLLM, Ollama): tested against a
+local server speaking Chat Completions, with the SDK as the client."""
+
+from __future__ import annotations
+
+import pytest
+from google.genai._interactions_errors import APIStatusError
+
+from tether.testing.chat_completions import ChatCompletionsServer, Reply
+
+
+@pytest.fixture
+def upstream(stack):
+    with ChatCompletionsServer(replies=[Reply("the answer is forty two")]) as server:
+        stack.cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "local-llm-key", "namespace": "tenant-a"},
+                "stringData": {"token": "sk-local-123"},
+            }
+        )
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "local-llm", "namespace": "tenant-a"},
+                "spec": {
+                    "provider": "openai-compatible",
+                    "endpoint": server.url,
+                    "upstreamModel": "qwen-7b",
+                    "aliases": ["Qwen/Qwen-7B"],
+                    "credentials": {"secretRef": {"name": "local-llm-key", "key": "token"}},
+                },
+            }
+        )
+        yield server
+
+
+def test_text_comes_back_from_the_upstream_with_its_usage(client, upstream):
+    interaction = client.interactions.create(
+        model="local-llm", input="what is the answer?", system_instruction="be exact"
+    )
+    assert interaction.output_text == "the answer is forty two"
+    assert interaction.usage.total_output_tokens == 5
+    assert interaction.usage.total_input_tokens == 2 + 4  # the system and user messages' words
+    [sent] = upstream.requests
+    assert sent["model"] == "qwen-7b"
+    assert sent["stream"] is True
+    assert sent["messages"] == [
+        {"role": "system", "content": "be exact"},
+        {"role": "user", "content": "what is the answer?"},
+    ]
+    assert upstream.authorizations == ["Bearer sk-local-123"]
+
+
+def test_an_alias_routes_ids_that_are_not_resource_names(client, upstream):
+    assert client.interactions.create(model="Qwen/Qwen-7B", input="hi").output_text
+    assert upstream.requests[-1]["model"] == "qwen-7b"
+
+
+def test_deltas_stream_through_to_the_sdk(client, upstream):
+    events = list(client.interactions.create(model="local-llm", input="go", stream=True))
+    deltas = [e.delta.text for e in events if e.event_type == "step.delta"]
+    assert deltas == ["the", " answer", " is", " forty", " two"]
+
+
+def test_the_upstream_sees_the_whole_conversation(client, upstream):
+    first = client.interactions.create(model="local-llm", input="first question")
+    client.interactions.create(
+        model="local-llm", input="second question", previous_interaction_id=first.id
+    )
+    assert upstream.requests[-1]["messages"] == [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "the answer is forty two"},
+        {"role": "user", "content": "second question"},
+    ]
+
+
+def test_a_tool_call_requires_action_and_its_result_continues_the_run(client, upstream):
+    upstream.replies = [
+        Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}]),
+        Reply("it is cold in Oslo"),
+    ]
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    asked = client.interactions.create(model="local-llm", input="weather?", tools=[weather])
+    assert asked.status == "requires_action"
+    [call] = asked.steps
+    assert (call.type, call.name, call.arguments) == (
+        "function_call",
+        "get_weather",
+        {"city": "Oslo"},
+    )
+    assert upstream.requests[0]["tools"][0]["function"]["name"] == "get_weather"
+
+    answered = client.interactions.create(
+        model="local-llm",
+        previous_interaction_id=asked.id,
+        tools=[weather],
+        input=[
+            {
+                "type": "function_result",
+                "call_id": call.id,
+                "name": "get_weather",
+                "result": {"temp_c": -3},
+            }
+        ],
+    )
+    assert answered.output_text == "it is cold in Oslo"
+    messages = upstream.requests[1]["messages"]
+    assert messages[1]["tool_calls"][0]["function"] == {
+        "name": "get_weather",
+        "arguments": '{"city": "Oslo"}',
+    }
+    assert messages[2] == {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": -3}'}
+
+
+def test_an_upstream_error_fails_the_run_with_its_message(client, upstream):
+    upstream.replies = [Reply(status=401, error="Incorrect API key provided")]
+    with pytest.raises(APIStatusError) as caught:
+        client.interactions.create(model="local-llm", input="hi")
+    assert caught.value.status_code == 502
+    error = caught.value.body["error"]
+    assert error["code"] == "provider_error"
+    assert "answered 401" in error["message"]
+    assert "Incorrect API key provided" in error["message"]
