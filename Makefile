@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # working directory landed on sys.path (as `python -m` does); Python 3.11+ can refuse that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv control-plane crds crds-check lint format test check
+.PHONY: venv control-plane system-deps crds crds-check lint format test check up down demo bench
 
 venv: $(STAMP)
 
@@ -23,6 +23,12 @@ $(STAMP): pyproject.toml
 ## kube-controller-manager, kubectl and helm.
 control-plane:
 	@scripts/control-plane.sh
+
+## Debian packages the local stack runs: redis-server.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 ## Regenerate crds/ from the pydantic models in tether/api.
 crds: venv
@@ -40,7 +46,18 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 ## The whole suite: unit tests and integration tests against a real local control plane.
-test: venv control-plane
+test: venv control-plane system-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 check: lint crds-check test
+
+## The whole stack in the background (control plane, Redis, operator, gateway); prints how to call it.
+up: venv control-plane system-deps
+	@$(PY) -m tether.devstack up
+
+down: venv
+	@$(PY) -m tether.devstack down
+
+## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
+bench: venv control-plane system-deps
+	$(PY) bench/overhead.py

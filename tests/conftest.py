@@ -28,17 +28,17 @@ def api_key(stack) -> str:
     return stack.add_tenant("tenant-a")
 
 
-def sdk_client(stack: DevStack, api_key: str) -> genai.Client:
+def sdk_client(base_url: str, api_key: str) -> genai.Client:
     """The official SDK, pointed at the gateway and changed in nothing else (retries off, so a
     test sees the first answer)."""
     return genai.Client(
         api_key=api_key,
         http_options=types.HttpOptions(
-            base_url=stack.url, retry_options=types.HttpRetryOptions(attempts=1)
+            base_url=base_url, retry_options=types.HttpRetryOptions(attempts=1)
         ),
     )
 
 
 @pytest.fixture(scope="session")
 def client(stack, api_key) -> genai.Client:
-    return sdk_client(stack, api_key)
+    return sdk_client(stack.url, api_key)

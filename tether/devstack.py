@@ -30,6 +30,10 @@ DEFAULT_TENANT = "tenant-default"
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
 
 
+def new_api_key() -> str:
+    return f"tth-{secrets.token_urlsafe(24)}"
+
+
 def load_crds() -> list[dict[str, Any]]:
     return [yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))]
 
@@ -240,9 +244,9 @@ class DevStack:
         if proc := self.procs.pop(name, None):
             stop(proc)
 
-    def add_tenant(self, namespace: str) -> str:
-        """A fresh API key for a tenant namespace, returned once the gateway accepts it."""
-        key = f"tth-{secrets.token_urlsafe(24)}"
+    def add_tenant(self, namespace: str, key: str | None = None) -> str:
+        """An API key (fresh unless given) for a tenant namespace, once the gateway accepts it."""
+        key = key or new_api_key()
         self.cluster.api_key(namespace, key)
         wait_until("the new API key", lambda: self._accepts(key), 15)
         return key
@@ -298,11 +302,7 @@ def serve(state: Path) -> None:
     stack = DevStack(state, port=port).start()
     try:
         key_file = state / "api-key"
-        key = (
-            key_file.read_text().strip()
-            if key_file.exists()
-            else f"tth-{secrets.token_urlsafe(24)}"
-        )
+        key = key_file.read_text().strip() if key_file.exists() else new_api_key()
         key_file.write_text(key)
         key_file.chmod(0o600)
         stack.cluster.api_key(DEFAULT_TENANT, key)

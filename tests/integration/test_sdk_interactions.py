@@ -197,7 +197,7 @@ def test_a_provider_failure_fails_the_run_with_the_providers_message(stack, clie
 
 
 def test_a_wrong_key_is_401(stack):
-    stranger = sdk_client(stack, "not-a-key")
+    stranger = sdk_client(stack.url, "not-a-key")
     error = api_error(lambda: stranger.interactions.create(model="echo", input="x"))
     assert error.status_code == 401
     assert error.body == {"error": {"code": "unauthenticated", "message": "API key not valid"}}
@@ -205,7 +205,7 @@ def test_a_wrong_key_is_401(stack):
 
 def test_tenants_never_see_each_others_interactions(stack, client):
     mine = client.interactions.create(model="echo", input="private")
-    other = sdk_client(stack, stack.add_tenant("tenant-b"))
+    other = sdk_client(stack.url, stack.add_tenant("tenant-b"))
     error = api_error(lambda: other.interactions.get(mine.id))
     assert error.status_code == 404
     error = api_error(lambda: other.interactions.delete(mine.id))

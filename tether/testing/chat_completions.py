@@ -25,27 +25,28 @@ class Reply:
 
 @dataclass
 class ChatCompletionsServer:
-    """Answers with `replies` in order (the last one repeats); records every request body."""
+    """Answers with `replies` in order (the last one repeats); records every request body and
+    Authorization header unless `record` is off (for long benchmarks)."""
 
     replies: list[Reply] = field(default_factory=lambda: [Reply("hello from upstream")])
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
     port: int = 0
+    record: bool = True
+    served: int = 0
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
         return app
 
-    def _next(self) -> Reply:
-        index = min(len(self.requests) - 1, len(self.replies) - 1)
-        return self.replies[index]
-
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(body)
-        self.authorizations.append(request.headers.get("Authorization"))
-        reply = self._next()
+        if self.record:
+            self.requests.append(body)
+            self.authorizations.append(request.headers.get("Authorization"))
+        reply = self.replies[min(self.served, len(self.replies) - 1)]
+        self.served += 1
         if reply.status != 200:
             return web.json_response(
                 {"error": {"message": reply.error, "type": "invalid_request_error"}},
@@ -131,3 +132,19 @@ class ChatCompletionsServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+def main() -> None:
+    """`python -m tether.testing.chat_completions --port N --text "..."`: serve until killed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--text", default="hello from upstream")
+    args = parser.parse_args()
+    server = ChatCompletionsServer(replies=[Reply(args.text)], record=False)
+    web.run_app(server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
