@@ -27,12 +27,16 @@ async def stream_events(
 ) -> web.StreamResponse:
     """Replay the events after `after`, then follow live ones until the interaction ends.
 
-    The library sends a keep-alive comment every 15 s, so proxies keep quiet streams open.
+    The library sends a keep-alive comment (every 15 s by default) on quiet streams.
     """
     phase = ((current or {}).get("status") or {}).get("phase")
     log_gone = current is not None and not await state.events.exists(namespace, name)
     with OPEN_STREAMS.track_inprogress():
-        async with sse_response(request, allow_all_methods=True) as sse:  # POST creates stream too
+        async with sse_response(
+            request,
+            allow_all_methods=True,  # a streaming create is a POST
+            ping_interval=state.settings.keepalive_seconds,
+        ) as sse:
             if log_gone and phase in TERMINAL_PHASES:
                 # The log outlived its TTL; the final object still tells the whole story.
                 final = {

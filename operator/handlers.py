@@ -74,22 +74,31 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
 
 
 async def sweep_expired(ctx: Context) -> None:
-    """Delete finished interactions older than the retention period."""
-    custom = ctx.kube.custom
+    """Every sweep interval, delete finished interactions older than the retention period."""
     while True:
         await asyncio.sleep(ctx.settings.sweep_interval_seconds)
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ctx.settings.retention_seconds)
         try:
-            found = await custom.list_cluster_custom_object(GROUP, VERSION, "interactions")
-            for item in found["items"]:
-                status = item.get("status") or {}
-                updated = status.get("updated")
-                if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
-                    meta = item["metadata"]
-                    await ctx.kube.delete("interactions", meta["namespace"], meta["name"])
-                    await ctx.events.delete(meta["namespace"], meta["name"])
+            await sweep_once(ctx, dt.datetime.now(dt.UTC))
         except Exception:  # a failed sweep is retried at the next interval, never fatal
             log.exception("retention sweep failed")
+
+
+async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
+    """Delete (with their event logs) the interactions that ended before the retention cutoff."""
+    cutoff = now - dt.timedelta(seconds=ctx.settings.retention_seconds)
+    found = await ctx.kube.custom.list_cluster_custom_object(GROUP, VERSION, "interactions")
+    deleted = []
+    for item in found["items"]:
+        status = item.get("status") or {}
+        updated = status.get("updated")
+        if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
+            meta = item["metadata"]
+            await ctx.kube.delete("interactions", meta["namespace"], meta["name"])
+            await ctx.events.delete(meta["namespace"], meta["name"])
+            deleted.append(f"{meta['namespace']}/{meta['name']}")
+    if deleted:
+        log.info("retention: deleted %d finished interactions", len(deleted))
+    return deleted
 
 
 def _parse(timestamp: str) -> dt.datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from . import metrics
 from .context import Context
 
 MAX_CHAIN = 1000
+log = logging.getLogger("tether.operator")
 
 
 def now() -> str:
@@ -65,6 +67,10 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
             outcome = await _call_model(ctx, namespace, spec, emit, started)
         except ProviderError as error:
             outcome = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
+        except Exception as error:  # never leave a run silently in_progress
+            log.exception("model run %s/%s failed unexpectedly", namespace, name)
+            message = f"the run failed unexpectedly ({type(error).__name__}); see the operator log"
+            outcome = Outcome("failed", errors=[{"code": "internal", "message": message}])
         await marking
         await _finish(ctx, namespace, name, spec, outcome, emit)
     except asyncio.CancelledError:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
 _REMEMBERED = 10_000
+log = logging.getLogger("tether.operator")
 
 
 class Runs:
@@ -24,7 +26,7 @@ class Runs:
             return False
         task = asyncio.create_task(run, name=f"run-{uid}")
         self._tasks[uid] = task
-        task.add_done_callback(lambda _: self._done(uid))
+        task.add_done_callback(lambda done: self._done(uid, done))
         return True
 
     def cancel(self, uid: str) -> bool:
@@ -56,9 +58,11 @@ class Runs:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _done(self, uid: str) -> None:
+    def _done(self, uid: str, task: asyncio.Task) -> None:
         self._tasks.pop(uid, None)
         self._cancel_requested.discard(uid)
+        if not task.cancelled() and (error := task.exception()):
+            log.error("run %s crashed", uid, exc_info=error)
 
     def __len__(self) -> int:
         return len(self._tasks)

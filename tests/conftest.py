@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from google import genai
 from google.genai import types
@@ -18,7 +20,11 @@ def control_plane():
 @pytest.fixture(scope="session")
 def stack(control_plane, tmp_path_factory):
     """Redis, the operator and the gateway as real processes against the real control plane."""
-    stack = DevStack(tmp_path_factory.mktemp("stack"), control_plane=control_plane).start()
+    stack = DevStack(
+        tmp_path_factory.mktemp("stack"),
+        control_plane=control_plane,
+        environ={**os.environ, "TETHER_KEEPALIVE_SECONDS": "0.5"},
+    ).start()
     yield stack
     stack.stop()
 

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TETHER_", extra="ignore", validate_by_name=True)
 
     kubeconfig: str | None = Field(
         default=None, validation_alias=AliasChoices("TETHER_KUBECONFIG", "KUBECONFIG")
@@ -29,5 +29,7 @@ class Settings(BaseSettings):
     """The operator's /metrics port (0: a free one). The gateway serves /metrics itself."""
     max_body_bytes: int = 1024 * 1024
     """Larger request bodies get 413: an Interaction must fit in one etcd object."""
+    keepalive_seconds: float = 15
+    """A comment line on quiet SSE streams this often, so proxies keep them open."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""

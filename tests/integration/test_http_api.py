@@ -158,3 +158,14 @@ def test_metrics_count_requests_and_final_statuses(stack, http):
     assert 'tether_interactions_total{kind="model",status="completed"}' in operator
     assert "tether_interaction_duration_seconds_bucket" in operator
     assert 'tether_interactions_in_flight{kind="model"}' in operator
+
+
+def test_a_quiet_stream_gets_keepalive_comments(http):
+    created = http.post(
+        "/v1/interactions", json={"model": "echo", "input": "/sleep 2", "background": True}
+    ).json()
+    with http.stream("GET", f"/v1/interactions/{created['id']}", params={"stream": "true"}) as r:
+        lines = list(r.iter_lines())
+    comments = [line for line in lines if line.startswith(":")]
+    assert len(comments) >= 2  # the test stack pings every 0.5 s; the default is 15 s
+    assert any('"interaction.completed"' in line for line in lines)

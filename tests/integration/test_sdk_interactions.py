@@ -211,3 +211,18 @@ def test_tenants_never_see_each_others_interactions(stack, client):
     error = api_error(lambda: other.interactions.delete(mine.id))
     assert error.status_code == 404
     assert client.interactions.get(mine.id).output_text == "private"
+
+
+def test_a_run_survives_the_operator_being_killed_midway(stack, client):
+    started = client.interactions.create(model="echo", input="/sleep 2", background=True)
+    deadline = time.monotonic() + 10
+    while client.interactions.get(started.id).status != "in_progress":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stack.procs["operator"].kill()  # SIGKILL: no clean-up of any kind
+    stack.procs["operator"].wait()
+    stack.start_operator()
+    finished = wait_until_ended(client, started.id)
+    assert (finished.status, finished.output_text) == ("completed", "slept 2")
+    events = list(client.interactions.get(started.id, stream=True))
+    assert [e.event_type for e in events].count("interaction.completed") == 1
