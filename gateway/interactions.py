@@ -11,16 +11,18 @@ from aiohttp import web
 
 from tether import catalog
 from tether.api import API_VERSION
-from tether.api.interaction import TERMINAL_PHASES, CreateInteractionRequest
+from tether.api.interaction import (
+    CANCEL_ANNOTATION,
+    KIND_LABEL,
+    TERMINAL_PHASES,
+    CreateInteractionRequest,
+)
 from tether.api.views import interaction_view
 from tether.events import InvalidEventId, check_event_id, was_unstored
 
 from .errors import ApiError, not_found
 from .state import STATE, State
 from .streaming import stream_events, wait_for_end
-
-CANCEL_ANNOTATION = "tether.dev/cancel-requested"
-KIND_LABEL = "tether.dev/kind"
 
 
 def new_id() -> str:
@@ -88,10 +90,11 @@ async def get(request: web.Request) -> web.StreamResponse:
     obj = await _get(state, namespace, name)
     if query_flag(request, "stream", False):
         after = request.query.get("last_event_id") or request.headers.get("Last-Event-ID") or "0"
-        try:
-            check_event_id(after) if after != "0" else None
-        except InvalidEventId as error:
-            raise ApiError(400, str(error)) from error
+        if after != "0":
+            try:
+                check_event_id(after)
+            except InvalidEventId as error:
+                raise ApiError(400, str(error)) from error
         return await stream_events(request, state, namespace, name, after=after, current=obj)
     return web.json_response(
         interaction_view(obj, include_input=query_flag(request, "include_input", True))

@@ -16,16 +16,25 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
 from tether.api import GROUP, VERSION
-from tether.api.interaction import TERMINAL_PHASES
+from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.events import EventLog
 from tether.kube import Kube
 from tether.settings import Settings
 
 from .context import Context
-from .model_run import finish_cancelled, run_model_interaction
+from .model_run import Outcome, finish_now, run_model_interaction
 
-CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
 log = logging.getLogger("tether.operator")
+AGENTS_UNAVAILABLE = Outcome(
+    "failed",
+    errors=[
+        {
+            "code": "agents_unavailable",
+            "message": "this Tether version runs model interactions only; agent runs in "
+            "sandbox pods are not available yet",
+        }
+    ],
+)
 
 
 @kopf.on.startup()
@@ -67,10 +76,12 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     obj = dict(body)
     if CANCEL_ANNOTATION in body.metadata.annotations:
         if not ctx.runs.cancel(uid):
-            await finish_cancelled(ctx, obj)
+            await finish_now(ctx, obj, Outcome("cancelled"))
         return
     if body.spec.get("model"):
         ctx.runs.start(uid, run_model_interaction(ctx, obj))
+    else:  # say so at once rather than leave the run queued forever
+        await finish_now(ctx, obj, AGENTS_UNAVAILABLE)
 
 
 async def sweep_expired(ctx: Context) -> None:

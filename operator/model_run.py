@@ -50,13 +50,12 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
     started = time.monotonic()
     metrics.IN_FLIGHT.labels("model").inc()
     emit = _emitter(ctx, namespace, name)
+    created = previous.get("created") or now()
+    running = {"phase": "in_progress", "created": created, "updated": now()}
+    # The in_progress write runs beside the model call: it is not on the critical path. Every
+    # final write waits for it, so a late in_progress can never overwrite the outcome.
+    marking = asyncio.create_task(ctx.kube.patch_status("interactions", namespace, name, running))
     try:
-        created = previous.get("created") or now()
-        running = {"phase": "in_progress", "created": created, "updated": now()}
-        # The in_progress write runs beside the model call: it is not on the critical path.
-        marking = asyncio.create_task(
-            ctx.kube.patch_status("interactions", namespace, name, running)
-        )
         if previous.get("phase") != "in_progress":
             await emit(
                 "interaction.created",
@@ -75,7 +74,10 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         await _finish(ctx, namespace, name, spec, outcome, emit)
     except asyncio.CancelledError:
         if ctx.runs.cancel_requested(uid):
+            await asyncio.wait([marking])
             await _finish(ctx, namespace, name, spec, Outcome("cancelled"), emit)
+        else:
+            marking.cancel()  # the operator is stopping; the next one resumes the run
         raise
     finally:
         ctx.runs.finished(uid)
@@ -83,12 +85,13 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         metrics.DURATION.labels("model").observe(time.monotonic() - started)
 
 
-async def finish_cancelled(ctx: Context, obj: dict[str, Any]) -> None:
-    """Cancel an interaction that is not running in this process (queued, or orphaned)."""
+async def finish_now(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> None:
+    """End an interaction that is not running in this process (cancel a queued or orphaned one,
+    refuse one that cannot run)."""
     meta = obj["metadata"]
     spec = InteractionSpec.from_kube(obj["spec"])
     emit = _emitter(ctx, meta["namespace"], meta["name"])
-    await _finish(ctx, meta["namespace"], meta["name"], spec, Outcome("cancelled"), emit)
+    await _finish(ctx, meta["namespace"], meta["name"], spec, outcome, emit)
     ctx.runs.finished(meta["uid"])
 
 

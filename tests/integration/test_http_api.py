@@ -169,3 +169,10 @@ def test_a_quiet_stream_gets_keepalive_comments(http):
     comments = [line for line in lines if line.startswith(":")]
     assert len(comments) >= 2  # the test stack pings every 0.5 s; the default is 15 s
     assert any('"interaction.completed"' in line for line in lines)
+
+
+def test_an_unknown_agent_is_a_404_naming_it(http):
+    status, code, message = error_of(
+        http.post("/v1/interactions", json={"agent": "deep-research-pro", "input": "x"})
+    )
+    assert (status, code, message) == (404, "not_found", "agent 'deep-research-pro' not found")

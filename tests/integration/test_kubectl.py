@@ -44,3 +44,22 @@ def test_an_applied_manifest_runs_to_completion_with_the_answer_in_status(stack,
     assert header.split() == ["NAME", "MODEL", "AGENT", "PHASE", "TOKENS", "AGE"]
     # AGENT is blank for a model interaction; 3 words in, 3 words out.
     assert row.split()[:4] == ["from-kubectl", "echo", "completed", "6"]
+
+
+def test_an_agent_interaction_fails_clearly_instead_of_waiting_forever(stack, api_key):
+    cp = stack.control_plane
+    kubectl(
+        cp,
+        "apply",
+        "-f",
+        "-",
+        stdin=MANIFEST.replace("from-kubectl", "agent-run").replace("model: echo", "agent: eva"),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        obj = json.loads(kubectl(cp, "get", "ix", "agent-run", "-n", "tenant-a", "-o", "json"))
+        if obj.get("status", {}).get("phase"):
+            break
+        time.sleep(0.1)
+    assert obj["status"]["phase"] == "failed"
+    assert obj["status"]["errors"][0]["code"] == "agents_unavailable"

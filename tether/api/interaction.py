@@ -7,8 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from tether.api import GROUP
 from tether.api.base import FREE_FORM, ApiModel, OpenModel
 from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
+
+CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
+"""Set by POST …/cancel (the spec is immutable); the operator ends the run as cancelled."""
+KIND_LABEL = f"{GROUP}/kind"
 
 Phase = Literal[
     "queued",
