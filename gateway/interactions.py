@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from aiohttp import web
 from tether import catalog
 from tether.api import API_VERSION
 from tether.api.interaction import (
+    ACCEPTED_ANNOTATION,
     CANCEL_ANNOTATION,
     KIND_LABEL,
     TERMINAL_PHASES,
@@ -68,7 +70,11 @@ async def create(request: web.Request) -> web.StreamResponse:
         {
             "apiVersion": API_VERSION,
             "kind": "Interaction",
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": {ACCEPTED_ANNOTATION: f"{time.time():.6f}"},
+            },
             "spec": spec.to_kube(),
         },
     )

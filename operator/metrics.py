@@ -11,6 +11,11 @@ DURATION = Histogram(
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+PICKUP = Histogram(
+    "tether_interaction_pickup_seconds",
+    "From the gateway accepting a create to the operator starting its run (the watch path).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
 FIRST_OUTPUT = Histogram(
     "tether_model_first_output_seconds",
     "From the operator taking a model interaction to the provider's first output.",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether import catalog
-from tether.api.interaction import InteractionSpec, Step
+from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec, Step
 from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
 from tether.conversation import history
@@ -48,6 +48,9 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
     spec = InteractionSpec.from_kube(obj["spec"])
     previous = obj.get("status") or {}
     started = time.monotonic()
+    accepted = (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION)
+    if accepted and not previous.get("phase"):
+        metrics.PICKUP.observe(max(0.0, time.time() - float(accepted)))
     metrics.IN_FLIGHT.labels("model").inc()
     emit = _emitter(ctx, namespace, name)
     created = previous.get("created") or now()

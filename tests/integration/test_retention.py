@@ -6,11 +6,11 @@ import datetime as dt
 
 from google.genai._interactions_errors import NotFoundError
 from redis.asyncio import Redis
-from tether.operator.context import Context
-from tether.operator.handlers import sweep_once
 
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.operator.context import Context
+from tether.operator.handlers import sweep_once
 from tether.settings import Settings
 
 

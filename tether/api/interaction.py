@@ -14,6 +14,8 @@ from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
 CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
 """Set by POST …/cancel (the spec is immutable); the operator ends the run as cancelled."""
 KIND_LABEL = f"{GROUP}/kind"
+ACCEPTED_ANNOTATION = f"{GROUP}/accepted-at"
+"""When the gateway accepted the create (sub-second; creationTimestamp has whole seconds)."""
 
 Phase = Literal[
     "queued",

@@ -1,0 +1,226 @@
+"""The objects of one agent run: its sandbox pod, its run-token Secret, its NetworkPolicy.
+
+Pure builders (dicts in, dicts out, no I/O), so every security property is unit-testable and
+provable against a real API server's admission without running anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from tether.agents import AgentRun
+from tether.api import API_VERSION
+
+SANDBOX_LABEL = "tether.dev/sandbox"
+INTERACTION_LABEL = "tether.dev/interaction"
+TOKEN_DIR = "/var/run/tether"
+WORKSPACE = "/workspace"
+WORKSPACE_PORT = 7070
+SANDBOX_UID = 1000
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+}
+AGENT_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"cpu": "500m", "memory": "512Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where sandboxes run and how they reach home: cluster facts, not per-run choices."""
+
+    image: str
+    gateway_url: str
+    gateway_namespace: str = "tether-system"
+    gateway_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-gateway"),)
+    gateway_port: int = 8080
+    node_name: str | None = None
+    """Bind straight to this node (the dev node), bypassing the scheduler."""
+
+
+def child_name(uid: str) -> str:
+    """Names of a run's objects derive from the Interaction's uid: a restarted operator finds
+    them again instead of creating twins."""
+    return f"sbx-{uid}"
+
+
+def owner_reference(interaction: dict[str, Any]) -> dict[str, Any]:
+    meta = interaction["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Interaction",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(interaction: dict[str, Any]) -> dict[str, Any]:
+    meta = interaction["metadata"]
+    return {
+        "name": child_name(meta["uid"]),
+        "namespace": meta["namespace"],
+        "labels": {SANDBOX_LABEL: child_name(meta["uid"]), INTERACTION_LABEL: meta["name"]},
+        "ownerReferences": [owner_reference(interaction)],
+    }
+
+
+def run_token_secret(interaction: dict[str, Any], token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(interaction),
+        "type": "Opaque",
+        "stringData": {"token": token},
+    }
+
+
+def _locked_down() -> dict[str, Any]:
+    """The container half of Pod Security "restricted", plus a read-only root filesystem."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+
+
+def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) -> dict[str, Any]:
+    """Two containers sharing /workspace: `agent` (the loop, holds the run token) and
+    `workspace` (runs untrusted code; no token, no service-account token, no provider key)."""
+    meta = interaction["metadata"]
+    name = child_name(meta["uid"])
+    env = run.environment
+    user_env = [
+        {"name": k, "value": v}
+        if isinstance(v, str)
+        else {
+            "name": k,
+            "valueFrom": {"secretKeyRef": {"name": v.secret_ref.name, "key": v.secret_ref.key}},
+        }
+        for k, v in sorted((env.env or {}).items())
+    ]
+    image = env.image or place.image
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "activeDeadlineSeconds": run.timeout_seconds,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_UID,
+            "fsGroup": SANDBOX_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [
+            {"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "run-token", "secret": {"secretName": name, "defaultMode": 0o400}},
+        ],
+        "containers": [
+            {
+                "name": "agent",
+                "image": image,
+                "command": ["python", "-m", "tether.sandbox.agent"],
+                "env": [
+                    {"name": "TETHER_GATEWAY_URL", "value": place.gateway_url},
+                    {"name": "TETHER_INTERACTION", "value": meta["name"]},
+                    {"name": "TETHER_RUN_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+                    {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{WORKSPACE_PORT}"},
+                ],
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True},
+                    {"name": "run-token", "mountPath": TOKEN_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp", "subPath": "agent"},
+                ],
+                "resources": copy.deepcopy(AGENT_RESOURCES),
+                "securityContext": _locked_down(),
+            },
+            {
+                "name": "workspace",
+                "image": image,
+                "command": ["python", "-m", "tether.sandbox.workspace"],
+                "env": [
+                    {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
+                    {"name": "HOME", "value": WORKSPACE},
+                    *user_env,
+                ],
+                "workingDir": WORKSPACE,
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": WORKSPACE},
+                    {"name": "tmp", "mountPath": "/tmp", "subPath": "workspace"},
+                ],
+                "resources": (env.resources.to_kube() if env.resources else DEFAULT_RESOURCES),
+                "securityContext": _locked_down(),
+            },
+        ],
+    }
+    if env.runtime_class_name:
+        spec["runtimeClassName"] = env.runtime_class_name
+    if place.node_name:
+        spec["nodeName"] = place.node_name
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(interaction), "spec": spec}
+
+
+def sandbox_network_policy(
+    interaction: dict[str, Any], run: AgentRun, place: Placement
+) -> dict[str, Any]:
+    """Deny everything in; out, only DNS, the gateway, and the agent's allowlist.
+
+    NetworkPolicy matches addresses, not names: allowlist entries that are IPs or CIDRs are
+    enforced here; host names are enforced by the workspace's fetch tool (a CNI with FQDN
+    policies, such as Cilium, can enforce them in the network too).
+    """
+    name = child_name(interaction["metadata"]["uid"])
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [
+                {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        },
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": place.gateway_namespace}
+                    },
+                    "podSelector": {"matchLabels": dict(place.gateway_labels)},
+                }
+            ],
+            "ports": [{"protocol": "TCP", "port": place.gateway_port}],
+        },
+    ]
+    network = run.environment.network
+    blocks = [] if network in (None, "disabled") else _cidrs(network.allowlist)
+    if blocks:
+        egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in blocks]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(interaction),
+        "spec": {
+            "podSelector": {"matchLabels": {SANDBOX_LABEL: name}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": egress,
+        },
+    }
+
+
+def _cidrs(entries: list[str]) -> list[str]:
+    found = []
+    for entry in entries:
+        try:
+            found.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            continue  # a host name: enforced by the fetch tool, not expressible here
+    return found

@@ -1,0 +1,134 @@
+"""The sandbox pod's security properties, from the pure builders."""
+
+from __future__ import annotations
+
+import copy
+
+from tether.agents import AgentRun
+from tether.api.common import SandboxEnvironment
+from tether.operator.sandbox_pod import (
+    Placement,
+    child_name,
+    run_token_secret,
+    sandbox_network_policy,
+    sandbox_pod,
+)
+
+IX = {"metadata": {"name": "ix-1", "namespace": "tenant-a", "uid": "0f1e2d3c-aaaa"}}
+PLACE = Placement(
+    image="tether/sandbox:test", gateway_url="http://tether-gateway.tether-system:8080"
+)
+
+
+def run(**environment) -> AgentRun:
+    return AgentRun(
+        agent="eva",
+        model="scripted",
+        system_instruction=None,
+        tools=[],
+        max_total_tokens=None,
+        max_steps=10,
+        timeout_seconds=120,
+        environment=SandboxEnvironment.from_wire(environment),
+    )
+
+
+def containers(pod) -> dict:
+    return {c["name"]: c for c in pod["spec"]["containers"]}
+
+
+def test_only_the_agent_container_holds_the_run_token():
+    pod = sandbox_pod(IX, run(), PLACE)
+    agent, workspace = containers(pod)["agent"], containers(pod)["workspace"]
+    assert {"name": "run-token", "mountPath": "/var/run/tether", "readOnly": True} in agent[
+        "volumeMounts"
+    ]
+    assert all(m["name"] != "run-token" for m in workspace["volumeMounts"])
+    assert "TOKEN" not in str(workspace["env"]).upper()
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_both_containers_run_locked_down_and_bounded():
+    pod = sandbox_pod(IX, run(), PLACE)
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["spec"]["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["readOnlyRootFilesystem"] is True
+        assert container["resources"]["limits"]["memory"]
+    assert pod["spec"]["activeDeadlineSeconds"] == 120
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_workspace_is_shared_and_only_the_workspace_writes_it():
+    pod = sandbox_pod(IX, run(), PLACE)
+    mounts = {
+        name: next(m for m in c["volumeMounts"] if m["name"] == "workspace")
+        for name, c in containers(pod).items()
+    }
+    assert mounts["agent"] == {"name": "workspace", "mountPath": "/workspace", "readOnly": True}
+    assert mounts["workspace"] == {"name": "workspace", "mountPath": "/workspace"}
+
+
+def test_user_env_reaches_the_workspace_and_secrets_stay_references():
+    pod = sandbox_pod(
+        IX, run(env={"MODE": "fast", "DB": {"secret_ref": {"name": "db", "key": "url"}}}), PLACE
+    )
+    env = containers(pod)["workspace"]["env"]
+    assert {"name": "MODE", "value": "fast"} in env
+    assert {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}} in env
+    assert "MODE" not in str(containers(pod)["agent"]["env"])
+
+
+def test_runtime_class_and_image_come_from_the_environment():
+    pod = sandbox_pod(IX, run(runtime_class_name="gvisor", image="mine:1"), PLACE)
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    assert {c["image"] for c in pod["spec"]["containers"]} == {"mine:1"}
+    assert "runtimeClassName" not in sandbox_pod(IX, run(), PLACE)["spec"]
+
+
+def test_every_child_is_named_from_the_uid_and_owned_by_the_interaction():
+    for obj in (
+        sandbox_pod(IX, run(), PLACE),
+        run_token_secret(IX, "t"),
+        sandbox_network_policy(IX, run(), PLACE),
+    ):
+        assert obj["metadata"]["name"] == child_name("0f1e2d3c-aaaa") == "sbx-0f1e2d3c-aaaa"
+        [owner] = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == (
+            "Interaction",
+            "0f1e2d3c-aaaa",
+            True,
+        )
+
+
+def test_network_disabled_leaves_only_dns_and_the_gateway():
+    policy = sandbox_network_policy(IX, run(network="disabled"), PLACE)["spec"]
+    assert policy["ingress"] == []
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert len(policy["egress"]) == 2
+    gateway = policy["egress"][1]
+    assert gateway["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert gateway["to"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "tether-system"
+    }
+
+
+def test_an_allowlist_opens_its_addresses_and_nothing_else():
+    policy = sandbox_network_policy(
+        IX, run(network={"allowlist": ["203.0.113.7", "198.51.100.0/24", "example.com"]}), PLACE
+    )["spec"]
+    assert policy["egress"][2] == {
+        "to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}, {"ipBlock": {"cidr": "198.51.100.0/24"}}]
+    }
+    default = sandbox_network_policy(IX, run(), PLACE)["spec"]
+    assert len(default["egress"]) == 2
+
+
+def test_builders_do_not_share_state_between_calls():
+    first = sandbox_pod(IX, run(), PLACE)
+    snapshot = copy.deepcopy(first)
+    first["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    assert sandbox_pod(IX, run(), PLACE) == snapshot
