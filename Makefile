@@ -24,11 +24,12 @@ $(STAMP): pyproject.toml
 control-plane:
 	@scripts/control-plane.sh
 
-## Debian packages the local stack runs: redis-server.
+## Debian packages the local stack runs: redis-server, and bubblewrap for the dev node.
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null && command -v bwrap >/dev/null || { \
+	  echo "installing redis-server and bubblewrap"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq redis-server bubblewrap >/dev/null; }
 
 ## Regenerate crds/ from the pydantic models in tether/api.
 crds: venv

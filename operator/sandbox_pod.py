@@ -92,8 +92,9 @@ def _locked_down() -> dict[str, Any]:
 
 
 def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) -> dict[str, Any]:
-    """Two containers sharing /workspace: `agent` (the loop, holds the run token) and
-    `workspace` (runs untrusted code; no token, no service-account token, no provider key)."""
+    """Two containers sharing /workspace: `agent` (the loop, holds the run token) and the
+    `workspace` sidecar (runs untrusted code; no token, no service-account token, no provider
+    key). The pod ends when the agent does."""
     meta = interaction["metadata"]
     name = child_name(meta["uid"])
     env = run.environment
@@ -125,6 +126,27 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
             {"name": "run-token", "secret": {"secretName": name, "defaultMode": 0o400}},
         ],
+        "initContainers": [
+            {
+                "name": "workspace",
+                "image": image,
+                # A native sidecar: up before the agent starts, stopped when the agent ends.
+                "restartPolicy": "Always",
+                "command": ["python", "-m", "tether.sandbox.workspace"],
+                "env": [
+                    {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
+                    {"name": "HOME", "value": WORKSPACE},
+                    *user_env,
+                ],
+                "workingDir": WORKSPACE,
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": WORKSPACE},
+                    {"name": "tmp", "mountPath": "/tmp", "subPath": "workspace"},
+                ],
+                "resources": (env.resources.to_kube() if env.resources else DEFAULT_RESOURCES),
+                "securityContext": _locked_down(),
+            },
+        ],
         "containers": [
             {
                 "name": "agent",
@@ -142,23 +164,6 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                     {"name": "tmp", "mountPath": "/tmp", "subPath": "agent"},
                 ],
                 "resources": copy.deepcopy(AGENT_RESOURCES),
-                "securityContext": _locked_down(),
-            },
-            {
-                "name": "workspace",
-                "image": image,
-                "command": ["python", "-m", "tether.sandbox.workspace"],
-                "env": [
-                    {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
-                    {"name": "HOME", "value": WORKSPACE},
-                    *user_env,
-                ],
-                "workingDir": WORKSPACE,
-                "volumeMounts": [
-                    {"name": "workspace", "mountPath": WORKSPACE},
-                    {"name": "tmp", "mountPath": "/tmp", "subPath": "workspace"},
-                ],
-                "resources": (env.resources.to_kube() if env.resources else DEFAULT_RESOURCES),
                 "securityContext": _locked_down(),
             },
         ],

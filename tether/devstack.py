@@ -26,6 +26,7 @@ from tether.crds import CRD_DIR
 from tether.processes import StartupError, http_ok, spawn, stop, wait_until
 
 SYSTEM_NAMESPACE = "tether-system"
+DEV_NODE = "tether-dev-node"
 DEFAULT_TENANT = "tenant-default"
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
 
@@ -135,6 +136,7 @@ class DevStack:
         self.environ = dict(os.environ if environ is None else environ)
         self.redis_port = free_port()
         self.metrics_port = free_port()
+        self.kubelet_port = free_port()
         self.procs: dict[str, subprocess.Popen] = {}
 
     @property
@@ -177,6 +179,7 @@ class DevStack:
             )
         for model in default_models(self.environ):
             self.cluster.apply(model)
+        self.start_devnode()
         self.start_operator()
         self.start_gateway()
 
@@ -215,6 +218,33 @@ class DevStack:
         client = redis.Redis(port=self.redis_port)
         wait_until("redis", lambda: _pings(client), 20, [("redis", self.procs["redis"], log)])
         client.close()
+
+    def start_devnode(self) -> None:
+        """The process-based stand-in for a kubelet (dev only, no isolation)."""
+        log = self.logs / "devnode.log"
+        self.procs["devnode"] = spawn(
+            [
+                sys.executable,
+                "-m",
+                "tether.devnode",
+                "--name",
+                DEV_NODE,
+                "--workdir",
+                str(self.workdir / "devnode"),
+                "--logs-port",
+                str(self.kubelet_port),
+            ],
+            log,
+            self._env(),
+            cwd=self.workdir,
+        )
+        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
+        wait_until(
+            "dev node",
+            lambda: _node_ready(core, DEV_NODE),
+            30,
+            [("devnode", self.procs["devnode"], log)],
+        )
 
     def start_operator(self) -> None:
         log = self.logs / "operator.log"
@@ -262,10 +292,18 @@ class DevStack:
             return False
 
     def stop(self) -> None:
-        for name in ("gateway", "operator", "redis"):
+        for name in ("gateway", "operator", "devnode", "redis"):
             self.stop_service(name)
         if self._own_control_plane and self.control_plane is not None:
             self.control_plane.stop()
+
+
+def _node_ready(core: kubernetes.client.CoreV1Api, name: str) -> bool:
+    try:
+        node = core.read_node(name)
+    except kubernetes.client.ApiException:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
 
 def _pings(client: redis.Redis) -> bool:

@@ -42,7 +42,8 @@ def test_up_prints_how_to_call_it_and_down_leaves_nothing(tmp_path):
     children = subprocess.run(
         ["pgrep", "-P", str(supervisor)], capture_output=True, text=True
     ).stdout.split()
-    assert len(children) == 6  # etcd, apiserver, controller manager, redis, operator, gateway
+    # etcd, apiserver, controller manager, redis, dev node, operator, gateway
+    assert len(children) == 7
 
     down = devstack(tmp_path, "down", port=port)
     assert "Tether stopped." in down.stdout

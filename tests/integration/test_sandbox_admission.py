@@ -53,7 +53,8 @@ def test_the_sandbox_pod_is_admitted_under_restricted(restricted):
     pod = sandbox_pod(interaction, RUN, PLACE)
     pod["spec"].pop("runtimeClassName")  # no RuntimeClass object exists in this cluster
     admitted = dry_run_pod(core, pod)
-    assert [c.name for c in admitted.spec.containers] == ["agent", "workspace"]
+    assert [c.name for c in admitted.spec.init_containers] == ["workspace"]
+    assert [c.name for c in admitted.spec.containers] == ["agent"]
     assert admitted.spec.automount_service_account_token is False
 
 
@@ -61,7 +62,7 @@ def test_a_weakened_pod_is_refused_so_the_check_is_real(restricted):
     core, interaction = restricted
     pod = sandbox_pod(interaction, RUN, PLACE)
     pod["spec"].pop("runtimeClassName")
-    pod["spec"]["containers"][1]["securityContext"]["allowPrivilegeEscalation"] = True
+    pod["spec"]["initContainers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     with pytest.raises(ApiException) as caught:
         dry_run_pod(core, pod)
     assert caught.value.status == 403

@@ -34,7 +34,7 @@ def run(**environment) -> AgentRun:
 
 
 def containers(pod) -> dict:
-    return {c["name"]: c for c in pod["spec"]["containers"]}
+    return {c["name"]: c for c in pod["spec"]["initContainers"] + pod["spec"]["containers"]}
 
 
 def test_only_the_agent_container_holds_the_run_token():
@@ -52,7 +52,7 @@ def test_both_containers_run_locked_down_and_bounded():
     pod = sandbox_pod(IX, run(), PLACE)
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in pod["spec"]["containers"]:
+    for container in containers(pod).values():
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["capabilities"] == {"drop": ["ALL"]}
@@ -60,6 +60,13 @@ def test_both_containers_run_locked_down_and_bounded():
         assert container["resources"]["limits"]["memory"]
     assert pod["spec"]["activeDeadlineSeconds"] == 120
     assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_workspace_is_a_sidecar_so_the_pod_ends_with_the_agent():
+    pod = sandbox_pod(IX, run(), PLACE)
+    [sidecar] = pod["spec"]["initContainers"]
+    assert (sidecar["name"], sidecar["restartPolicy"]) == ("workspace", "Always")
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["agent"]
 
 
 def test_the_workspace_is_shared_and_only_the_workspace_writes_it():
@@ -85,7 +92,7 @@ def test_user_env_reaches_the_workspace_and_secrets_stay_references():
 def test_runtime_class_and_image_come_from_the_environment():
     pod = sandbox_pod(IX, run(runtime_class_name="gvisor", image="mine:1"), PLACE)
     assert pod["spec"]["runtimeClassName"] == "gvisor"
-    assert {c["image"] for c in pod["spec"]["containers"]} == {"mine:1"}
+    assert {c["image"] for c in containers(pod).values()} == {"mine:1"}
     assert "runtimeClassName" not in sandbox_pod(IX, run(), PLACE)["spec"]
 
 
