@@ -1,0 +1,191 @@
+"""The workspace container's tool server: the agent's hands. It runs untrusted code and holds no
+credential of any kind; it listens on the pod's loopback only.
+
+`python -m tether.sandbox.workspace` serves POST /tools/{run_code,read_file,write_file,
+list_files,fetch_url} with JSON bodies, answering {"ok": true, ...} or {"ok": false, "error"}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+WORKSPACE = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
+OUTPUT_LIMIT = 16 * 1024
+FILE_LIMIT = 1024 * 1024
+FETCH_LIMIT = 256 * 1024
+CODE_TIMEOUT = 60
+LANGUAGES = {"python": ["python3", "-c"], "bash": ["bash", "-c"]}
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+class ToolError(Exception):
+    """A tool call the model can learn from: bad path, missing file, refused URL."""
+
+
+def resolve(root: Path, path: str) -> Path:
+    """A path inside the workspace (relative, or under /workspace); escapes are refused."""
+    inside = path == "/workspace" or path.startswith("/workspace/")
+    relative = path.removeprefix("/workspace").lstrip("/") if inside else path
+    target = (root / relative).resolve()
+    if target != root.resolve() and root.resolve() not in target.parents:
+        raise ToolError(f"{path!r} is outside the workspace")
+    return target
+
+
+def network_policy() -> str | list[str]:
+    """ "disabled", or the allowlist of hosts and CIDRs (TETHER_NETWORK, JSON)."""
+    raw = os.environ.get("TETHER_NETWORK", '"disabled"')
+    value = json.loads(raw)
+    return value if value == "disabled" else list(value.get("allowlist", []))
+
+
+def allowed(url: str, policy: str | list[str]) -> bool:
+    host = urlsplit(url).hostname or ""
+    if policy == "disabled":
+        return False
+    for entry in policy:
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            if host == entry or host.endswith(f".{entry.lstrip('*.')}"):
+                return True
+    return False
+
+
+def _clip(data: bytes, limit: int = OUTPUT_LIMIT) -> str:
+    text = data.decode(errors="replace")
+    return text if len(data) <= limit else text[:limit] + f"\n… [{len(data) - limit} bytes cut]"
+
+
+async def run_code(root: Path, language: str, code: str, timeout: float = CODE_TIMEOUT) -> dict:
+    if language not in LANGUAGES:
+        raise ToolError(f"language must be one of {sorted(LANGUAGES)}, not {language!r}")
+    process = await asyncio.create_subprocess_exec(
+        *LANGUAGES[language],
+        code,
+        cwd=root,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,  # so a timeout kills everything the code started
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = await process.communicate()
+        return {
+            "exit_code": None,
+            "timed_out": True,
+            "stdout": _clip(stdout),
+            "stderr": _clip(stderr) + f"\n[killed after {timeout:g}s]",
+        }
+    return {
+        "exit_code": process.returncode,
+        "timed_out": False,
+        "stdout": _clip(stdout),
+        "stderr": _clip(stderr),
+    }
+
+
+def read_file(root: Path, path: str) -> dict:
+    target = resolve(root, path)
+    if not target.is_file():
+        raise ToolError(f"no file {path!r}")
+    if target.stat().st_size > FILE_LIMIT:
+        raise ToolError(f"{path!r} is larger than {FILE_LIMIT} bytes")
+    return {"content": target.read_text(errors="replace")}
+
+
+def write_file(root: Path, path: str, content: str) -> dict:
+    target = resolve(root, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    return {"path": str(target.relative_to(root.resolve())), "bytes": len(content.encode())}
+
+
+def list_files(root: Path, path: str = ".") -> dict:
+    target = resolve(root, path)
+    if not target.is_dir():
+        raise ToolError(f"no directory {path!r}")
+    entries = [
+        {"name": p.name, "type": "dir" if p.is_dir() else "file", "bytes": p.stat().st_size}
+        for p in sorted(target.iterdir())
+    ]
+    return {"entries": entries}
+
+
+async def fetch_url(session: aiohttp.ClientSession, url: str, policy) -> dict:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ToolError(f"only http and https URLs can be fetched, not {url!r}")
+    if not allowed(url, policy):
+        raise ToolError(f"{url!r} is not on this agent's network allowlist")
+    async with session.get(url, allow_redirects=False) as response:
+        body = await response.content.read(FETCH_LIMIT + 1)
+        return {
+            "status": response.status,
+            "content_type": response.headers.get("Content-Type", ""),
+            "text": _clip(body, FETCH_LIMIT),
+        }
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def create_app(root: Path = WORKSPACE, policy: str | list[str] | None = None) -> web.Application:
+    policy = network_policy() if policy is None else policy
+
+    async def tool(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        args: dict[str, Any] = await request.json()
+        try:
+            match name:
+                case "run_code":
+                    result = await run_code(
+                        root,
+                        args.get("language", ""),
+                        args.get("code", ""),
+                        float(args.get("timeout_seconds", CODE_TIMEOUT)),
+                    )
+                case "read_file":
+                    result = read_file(root, args.get("path", ""))
+                case "write_file":
+                    result = write_file(root, args.get("path", ""), args.get("content", ""))
+                case "list_files":
+                    result = list_files(root, args.get("path", "."))
+                case "fetch_url":
+                    result = await fetch_url(request.app[SESSION], args.get("url", ""), policy)
+                case _:
+                    raise ToolError(f"no tool {name!r}")
+        except (ToolError, OSError, aiohttp.ClientError, TimeoutError) as error:
+            return web.json_response({"ok": False, "error": str(error) or type(error).__name__})
+        return web.json_response({"ok": True, **result})
+
+    async def session(app: web.Application):
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
+            app[SESSION] = client
+            yield
+
+    app = web.Application()
+    app.cleanup_ctx.append(session)
+    app.router.add_post("/tools/{name}", tool)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+if __name__ == "__main__":
+    port = int(os.environ.get("TETHER_WORKSPACE_PORT", "7070"))
+    web.run_app(create_app(), host="127.0.0.1", port=port, access_log=None, print=None)

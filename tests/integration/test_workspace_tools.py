@@ -1,0 +1,86 @@
+"""The workspace tool server over real HTTP: code, files, and fetches under the allowlist."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tether.sandbox.workspace import create_app
+
+
+@pytest.fixture
+async def page():
+    app = web.Application()
+
+    async def prices(_: web.Request) -> web.Response:
+        return web.Response(text="widget,9.99\n")
+
+    app.router.add_get("/prices", prices)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def tools(tmp_path):
+    client = TestClient(TestServer(create_app(tmp_path, ["127.0.0.1"]), host="127.0.0.1"))
+    await client.start_server()
+
+    async def call(name: str, **args):
+        response = await client.post(f"/tools/{name}", json=args)
+        assert response.status == 200
+        return await response.json()
+
+    yield call
+    await client.close()
+
+
+async def test_python_and_bash_run_in_the_workspace(tools, tmp_path):
+    result = await tools(
+        "run_code", language="python", code="open('a.txt','w').write('hi'); print(2+2)"
+    )
+    assert result == {"ok": True, "exit_code": 0, "timed_out": False, "stdout": "4\n", "stderr": ""}
+    assert (tmp_path / "a.txt").read_text() == "hi"
+    result = await tools("run_code", language="bash", code="cat a.txt; exit 3")
+    assert (result["stdout"], result["exit_code"]) == ("hi", 3)
+
+
+async def test_code_is_stopped_at_its_time_limit(tools):
+    result = await tools(
+        "run_code", language="bash", code="sleep 30 & sleep 30", timeout_seconds=0.5
+    )
+    assert result["timed_out"] is True
+    assert "killed after 0.5s" in result["stderr"]
+
+
+async def test_output_is_clipped(tools):
+    result = await tools("run_code", language="python", code="print('x' * 100000)")
+    assert len(result["stdout"]) < 17000
+    assert "bytes cut" in result["stdout"]
+
+
+async def test_files_are_written_read_and_listed(tools):
+    assert (await tools("write_file", path="/workspace/out/prices.csv", content="a,1\n"))["ok"]
+    assert (await tools("read_file", path="out/prices.csv"))["content"] == "a,1\n"
+    listed = await tools("list_files", path="out")
+    assert listed["entries"] == [{"name": "prices.csv", "type": "file", "bytes": 4}]
+
+
+@pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "/workspacefoo/x", "a/../../b"])
+async def test_paths_cannot_leave_the_workspace(tools, path):
+    result = await tools("read_file", path=path)
+    assert result["ok"] is False
+    assert "outside the workspace" in result["error"]
+
+
+async def test_fetch_reaches_allowlisted_hosts_only(tools, page):
+    fetched = await tools("fetch_url", url=f"http://127.0.0.1:{page.port}/prices")
+    assert (fetched["status"], fetched["text"]) == (200, "widget,9.99\n")
+    refused = await tools("fetch_url", url=f"http://localhost:{page.port}/prices")
+    assert refused == {
+        "ok": False,
+        "error": f"'http://localhost:{page.port}/prices' is not on this agent's network allowlist",
+    }
+    assert "only http and https" in (await tools("fetch_url", url="file:///etc/passwd"))["error"]
