@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
-from tether.providers import Provider
 from tether.settings import Settings
 
 from .runs import Runs
@@ -18,5 +18,7 @@ class Context:
     kube: Kube
     events: EventLog
     runs: Runs = field(default_factory=Runs)
-    providers: dict[tuple, Provider] = field(default_factory=dict)
-    """Provider clients by (Model uid, resourceVersion, key), so connections are reused."""
+    providers: Providers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.providers = Providers(self.kube)

@@ -14,15 +14,14 @@ from tether import catalog
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec, Step
 from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
-from tether.conversation import history
+from tether.chain import RunError, conversation
 from tether.events import mark_unstored
-from tether.providers import ProviderError, provider_for
+from tether.providers import ProviderError
 from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
 
 from . import metrics
 from .context import Context
 
-MAX_CHAIN = 1000
 log = logging.getLogger("tether.operator")
 
 
@@ -36,10 +35,6 @@ class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] | None = None
     errors: list[dict[str, str]] | None = None
-
-
-class RunError(ProviderError):
-    """The run cannot proceed for a reason the user can fix (unknown model, broken chain)."""
 
 
 async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
@@ -132,11 +127,8 @@ async def _call_model(
     model = await catalog.find(ctx.kube, "models", namespaces, spec.model)
     if model is None:
         raise RunError("model_not_found", f"model {spec.model!r} not found")
-    provider = await _provider(ctx, model)
-    chain = await _chain(ctx, namespace, spec.previous_interaction_id)
-    steps = history(
-        [(c["spec"].get("input"), (c.get("status") or {}).get("steps") or []) for c in chain]
-    ) + history([(spec.to_wire().get("input"), [])])
+    provider = await ctx.providers.for_model(model)
+    steps = await conversation(ctx.kube, namespace, spec)
     model_spec = ModelSpec.from_kube(model["spec"])
     request = ModelRequest(
         model=model_spec.upstream_model or model["metadata"]["name"],
@@ -193,43 +185,3 @@ async def _call_model(
             "totalTokens": usage.input_tokens + usage.output_tokens,
         },
     )
-
-
-async def _provider(ctx: Context, model: dict[str, Any]):
-    spec = ModelSpec.from_kube(model["spec"])
-    meta = model["metadata"]
-    api_key = None
-    if spec.credentials:
-        ref = spec.credentials.secret_ref
-        api_key = await ctx.kube.secret_value(meta["namespace"], ref.name, ref.key)
-        if api_key is None:
-            raise RunError(
-                "credentials_missing",
-                f"model {meta['name']!r} needs key {ref.key!r} of Secret {ref.name!r}, "
-                "which does not exist",
-            )
-    key = (meta["uid"], meta["resourceVersion"], api_key)
-    if key not in ctx.providers:
-        ctx.providers[key] = provider_for(spec, api_key)
-    return ctx.providers[key]
-
-
-async def _chain(ctx: Context, namespace: str, previous_id: str | None) -> list[dict[str, Any]]:
-    """The earlier interactions of this conversation, oldest first."""
-    chain: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    while previous_id:
-        if previous_id in seen or len(chain) >= MAX_CHAIN:
-            raise RunError(
-                "invalid_chain", f"the conversation chain at {previous_id!r} loops or is too long"
-            )
-        seen.add(previous_id)
-        obj = await ctx.kube.get("interactions", namespace, previous_id)
-        if obj is None:
-            raise RunError(
-                "previous_interaction_not_found", f"previous interaction {previous_id!r} not found"
-            )
-        chain.append(obj)
-        previous_id = obj["spec"].get("previousInteractionId")
-    chain.reverse()
-    return chain

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tether.api.model import ModelSpec
 from tether.kube import Kube
+from tether.providers import Provider, ProviderError, provider_for
 
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -21,3 +23,29 @@ async def find(kube: Kube, plural: str, namespaces: list[str], id_: str) -> dict
             if id_ in (item.get("spec", {}).get("aliases") or []):
                 return item
     return None
+
+
+class Providers:
+    """Provider clients for Model resources: one per Model version and credential, reused."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._cache: dict[tuple, Provider] = {}
+
+    async def for_model(self, model: dict[str, Any]) -> Provider:
+        spec = ModelSpec.from_kube(model["spec"])
+        meta = model["metadata"]
+        api_key = None
+        if spec.credentials:
+            ref = spec.credentials.secret_ref
+            api_key = await self.kube.secret_value(meta["namespace"], ref.name, ref.key)
+            if api_key is None:
+                raise ProviderError(
+                    "credentials_missing",
+                    f"model {meta['name']!r} needs key {ref.key!r} of Secret {ref.name!r}, "
+                    "which does not exist",
+                )
+        key = (meta["uid"], meta["resourceVersion"], api_key)
+        if key not in self._cache:
+            self._cache[key] = provider_for(spec, api_key)
+        return self._cache[key]

@@ -129,3 +129,24 @@ def test_an_upstream_error_fails_the_run_with_its_message(client, upstream):
     assert error["code"] == "provider_error"
     assert "answered 401" in error["message"]
     assert "Incorrect API key provided" in error["message"]
+
+
+def test_a_tool_exchange_earlier_in_the_chain_reaches_the_upstream_intact(client, upstream):
+    upstream.replies = [
+        Reply(tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]),
+        Reply("found it"),
+        Reply("and more"),
+    ]
+    lookup = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    asked = client.interactions.create(model="local-llm", input="find x", tools=[lookup])
+    answered = client.interactions.create(
+        model="local-llm",
+        previous_interaction_id=asked.id,
+        input=[{"type": "function_result", "call_id": asked.steps[0].id, "result": "x=1"}],
+    )
+    client.interactions.create(
+        model="local-llm", previous_interaction_id=answered.id, input="anything else?"
+    )
+    roles = [m["role"] for m in upstream.requests[-1]["messages"]]
+    assert roles == ["user", "assistant", "tool", "assistant", "user"]
+    assert upstream.requests[-1]["messages"][2]["tool_call_id"] == asked.steps[0].id

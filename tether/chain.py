@@ -1,0 +1,50 @@
+"""A conversation, read from the cluster: the chain of Interactions behind a new one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.api.interaction import InteractionSpec, InteractionStatus
+from tether.conversation import history
+from tether.kube import Kube
+from tether.providers import ProviderError
+
+MAX_CHAIN = 1000
+
+
+class RunError(ProviderError):
+    """The run cannot proceed for a reason the user can fix (unknown model, broken chain)."""
+
+
+async def load_chain(kube: Kube, namespace: str, previous_id: str | None) -> list[dict[str, Any]]:
+    """The earlier interactions of this conversation, oldest first."""
+    chain: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while previous_id:
+        if previous_id in seen or len(chain) >= MAX_CHAIN:
+            raise RunError(
+                "invalid_chain", f"the conversation chain at {previous_id!r} loops or is too long"
+            )
+        seen.add(previous_id)
+        obj = await kube.get("interactions", namespace, previous_id)
+        if obj is None:
+            raise RunError(
+                "previous_interaction_not_found", f"previous interaction {previous_id!r} not found"
+            )
+        chain.append(obj)
+        previous_id = obj["spec"].get("previousInteractionId")
+    chain.reverse()
+    return chain
+
+
+async def conversation(kube: Kube, namespace: str, spec: InteractionSpec) -> list[dict[str, Any]]:
+    """The whole timeline a model sees for this interaction: the chain's turns, then this input."""
+    chain = await load_chain(kube, namespace, spec.previous_interaction_id)
+    turns = [
+        (
+            InteractionSpec.from_kube(c["spec"]).to_wire().get("input"),
+            InteractionStatus.from_kube(c.get("status") or {}).to_wire().get("steps", []),
+        )
+        for c in chain
+    ]
+    return history([*turns, (spec.to_wire().get("input"), [])])
