@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import Redis
 
+from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.run_store import RunStore
 from tether.settings import Settings
 
-from . import interactions
+from . import files, interactions, sandbox_api
 from .auth import ApiKeys, auth_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
@@ -33,6 +35,8 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         kube=kube,
         events=EventLog(redis, settings.event_ttl_seconds),
         keys=keys,
+        runs=RunStore(redis, settings.retention_seconds),
+        providers=Providers(kube),
     )
     yield
     watching.cancel()
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None) -> web.Application:
     app[MAX_BODY_BYTES] = settings.max_body_bytes
     app.cleanup_ctx.append(_connections)
     interactions.add_routes(app)
+    files.add_routes(app)
+    sandbox_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi)

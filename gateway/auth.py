@@ -99,8 +99,8 @@ def presented_key(request: web.Request) -> str | None:
 def auth_middleware(keys_of):
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS:
-            return await handler(request)
+        if request.path in PUBLIC_PATHS or request.path.startswith("/internal/"):
+            return await handler(request)  # internal routes take run tokens instead
         key = presented_key(request)
         if not key:
             raise ApiError(401, "missing API key: send it in the x-goog-api-key header")

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.run_store import RunStore
 from tether.settings import Settings
 
 from .auth import ApiKeys
@@ -19,6 +21,8 @@ class State:
     kube: Kube
     events: EventLog
     keys: ApiKeys
+    runs: RunStore
+    providers: Providers
 
 
 SETTINGS = web.AppKey("settings", Settings)

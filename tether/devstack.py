@@ -137,6 +137,7 @@ class DevStack:
         self.redis_port = free_port()
         self.metrics_port = free_port()
         self.kubelet_port = free_port()
+        self.run_token_key = self.environ.get("TETHER_RUN_TOKEN_KEY") or secrets.token_hex(32)
         self.procs: dict[str, subprocess.Popen] = {}
 
     @property
@@ -193,6 +194,7 @@ class DevStack:
             "TETHER_HOST": "127.0.0.1",
             "TETHER_PORT": str(self.port),
             "TETHER_METRICS_PORT": str(self.metrics_port),
+            "TETHER_RUN_TOKEN_KEY": self.run_token_key,
         }
 
     def _start_redis(self) -> None:

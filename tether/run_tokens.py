@@ -26,9 +26,21 @@ class RunClaims:
     name: str
     uid: str
     expires_at: int
+    model: str | None = None
+    """The only model this run may call."""
+    budget: int | None = None
+    """Total tokens the run may spend (None: unbounded)."""
 
 
-def issue(key: bytes, namespace: str, name: str, uid: str, ttl_seconds: int) -> str:
+def issue(
+    key: bytes,
+    namespace: str,
+    name: str,
+    uid: str,
+    ttl_seconds: int,
+    model: str | None = None,
+    budget: int | None = None,
+) -> str:
     now = int(time.time())
     return jwt.encode(
         {
@@ -37,6 +49,8 @@ def issue(key: bytes, namespace: str, name: str, uid: str, ttl_seconds: int) -> 
             "sub": uid,
             "ns": namespace,
             "ix": name,
+            "model": model,
+            "budget": budget,
             "iat": now,
             "exp": now + ttl_seconds,
         },
@@ -57,4 +71,11 @@ def verify(key: bytes, token: str) -> RunClaims:
         )
     except jwt.PyJWTError as error:
         raise InvalidRunToken(str(error)) from error
-    return RunClaims(claims["ns"], claims["ix"], claims["sub"], claims["exp"])
+    return RunClaims(
+        claims["ns"],
+        claims["ix"],
+        claims["sub"],
+        claims["exp"],
+        model=claims.get("model"),
+        budget=claims.get("budget"),
+    )

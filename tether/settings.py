@@ -31,5 +31,8 @@ class Settings(BaseSettings):
     """Larger request bodies get 413: an Interaction must fit in one etcd object."""
     keepalive_seconds: float = 15
     """A comment line on quiet SSE streams this often, so proxies keep them open."""
+    run_token_key: str = ""
+    """Signs the sandboxes' run tokens; shared by the operator and the gateway. Agent runs
+    need it; model interactions do not."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""

@@ -17,6 +17,12 @@ def test_a_token_carries_its_interaction():
     assert claims.expires_at > time.time()
 
 
+def test_a_token_binds_the_model_and_the_budget():
+    token = run_tokens.issue(KEY, "t", "ix-1", "u", 60, model="scripted", budget=500)
+    claims = run_tokens.verify(KEY, token)
+    assert (claims.model, claims.budget) == ("scripted", 500)
+
+
 def test_a_token_signed_with_another_key_is_refused():
     token = run_tokens.issue(b"x" * 32, "tenant-a", "ix-1", "uid-1", ttl_seconds=60)
     with pytest.raises(run_tokens.InvalidRunToken, match="Signature"):

@@ -1,0 +1,164 @@
+"""/internal/v1/…: what a sandbox's agent container may do with its run token, and nothing more.
+
+The agent calls models only through here, so the provider keys stay in the gateway and every
+token is counted server-side against the run's budget. It reports its steps, its outcome and
+its workspace files here; the operator reads them back when the pod ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from tether import catalog, run_tokens
+from tether.api.interaction import TERMINAL_PHASES, Error, Step
+from tether.api.model import ModelSpec
+from tether.providers import ProviderError
+from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
+from tether.run_store import FILES_LIMIT
+
+from .errors import ApiError
+from .interactions import read_json
+from .state import STATE, State
+
+OUTCOME_PHASES = frozenset(
+    {"completed", "requires_action", "failed", "incomplete", "budget_exceeded"}
+)
+
+
+async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims]:
+    """The run the presented token belongs to, if that run is still going."""
+    state = request.app[STATE]
+    if not state.settings.run_token_key:
+        raise ApiError(503, "agent runs are not configured: TETHER_RUN_TOKEN_KEY is unset")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "a run token is required (Authorization: Bearer …)")
+    try:
+        claims = run_tokens.verify(state.settings.run_token_key.encode(), token.strip())
+    except run_tokens.InvalidRunToken as error:
+        raise ApiError(401, f"run token not valid: {error}") from error
+    obj = await state.kube.get("interactions", claims.namespace, claims.name)
+    if obj is None or obj["metadata"]["uid"] != claims.uid:
+        raise ApiError(404, f"interaction {claims.name!r} not found")
+    phase = (obj.get("status") or {}).get("phase")
+    if phase in TERMINAL_PHASES:
+        raise ApiError(409, f"interaction {claims.name!r} has already ended ({phase})", "ended")
+    return state, claims
+
+
+async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
+    await state.events.append(claims.namespace, claims.name, {"event_type": event_type, **fields})
+
+
+async def generate(request: web.Request) -> web.Response:
+    """One model call for the run: streamed into the interaction's events, answered whole."""
+    state, claims = await _run(request)
+    body = await read_json(request)
+    ns, name = claims.namespace, claims.name
+    used = sum(await state.runs.usage(ns, name))
+    if claims.budget is not None and used >= claims.budget:
+        raise ApiError(
+            402, f"the run has spent {used} of its {claims.budget} tokens", "budget_exceeded"
+        )
+    model = await catalog.find(
+        state.kube, "models", [ns, state.settings.system_namespace], claims.model or ""
+    )
+    if model is None:
+        raise ApiError(404, f"model {claims.model!r} not found")
+    spec = ModelSpec.from_kube(model["spec"])
+    try:
+        provider = await state.providers.for_model(model)
+        index = await state.runs.next_index(ns, name)
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
+        usage = Usage(0, 0)
+        async for output in provider.generate(
+            ModelRequest(
+                model=spec.upstream_model or model["metadata"]["name"],
+                steps=[Step.from_wire(s).to_wire() for s in body.get("steps") or []],
+                system_instruction=body.get("system_instruction"),
+                tools=body.get("tools") or [],
+            )
+        ):
+            match output:
+                case TextDelta(text=delta):
+                    if not text:
+                        await _emit(
+                            state, claims, "step.start", index=index, step={"type": "model_output"}
+                        )
+                    text.append(delta)
+                    await _emit(
+                        state,
+                        claims,
+                        "step.delta",
+                        index=index,
+                        delta={"type": "text", "text": delta},
+                    )
+                case FunctionCall():
+                    calls.append(
+                        {"id": output.id, "name": output.name, "arguments": output.arguments}
+                    )
+                case Usage():
+                    usage = output
+    except ProviderError as error:
+        raise ApiError(502, error.message, error.code) from error
+    if text:
+        await _emit(state, claims, "step.stop", index=index)
+        await state.runs.append_step(
+            ns, name, {"type": "model_output", "content": [{"type": "text", "text": "".join(text)}]}
+        )
+    total_in, total_out = await state.runs.add_usage(
+        ns, name, usage.input_tokens, usage.output_tokens
+    )
+    return web.json_response(
+        {
+            "text": "".join(text),
+            "function_calls": calls,
+            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+            "budget_exceeded": claims.budget is not None and total_in + total_out > claims.budget,
+        }
+    )
+
+
+async def add_step(request: web.Request) -> web.Response:
+    """A step of the run's timeline (a tool call or its result), announced as it happens."""
+    state, claims = await _run(request)
+    step = Step.from_wire((await read_json(request)).get("step")).to_wire()
+    index = await state.runs.append_step(claims.namespace, claims.name, step)
+    await _emit(state, claims, "step.start", index=index, step=step)
+    await _emit(state, claims, "step.stop", index=index)
+    return web.json_response({"index": index})
+
+
+async def finish(request: web.Request) -> web.Response:
+    """How the run ended, in the agent's words; the operator writes it when the pod is done."""
+    state, claims = await _run(request)
+    body = await read_json(request)
+    if body.get("phase") not in OUTCOME_PHASES:
+        raise ApiError(400, f"phase must be one of {sorted(OUTCOME_PHASES)}")
+    errors = [Error.from_wire(e).to_wire() for e in body.get("errors") or []]
+    await state.runs.set_outcome(
+        claims.namespace, claims.name, {"phase": body["phase"], "errors": errors}
+    )
+    return web.json_response({})
+
+
+async def put_files(request: web.Request) -> web.Response:
+    """The workspace, as a tar.gz, kept after the pod is gone."""
+    state, claims = await _run(request)
+    archive = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        archive.extend(chunk)
+        if len(archive) > FILES_LIMIT:
+            raise ApiError(413, f"workspace archives are limited to {FILES_LIMIT} bytes")
+    await state.runs.put_files(claims.namespace, claims.name, bytes(archive))
+    return web.json_response({"bytes": len(archive)})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/internal/v1/generate", generate)
+    app.router.add_post("/internal/v1/steps", add_step)
+    app.router.add_post("/internal/v1/finish", finish)
+    app.router.add_put("/internal/v1/files", put_files)
