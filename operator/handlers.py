@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
@@ -21,20 +22,13 @@ from tether.events import EventLog
 from tether.kube import Kube
 from tether.settings import Settings
 
+from . import metrics
+from .agent_run import delete_children, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .model_run import Outcome, finish_now, run_model_interaction
+from .sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
 
 log = logging.getLogger("tether.operator")
-AGENTS_UNAVAILABLE = Outcome(
-    "failed",
-    errors=[
-        {
-            "code": "agents_unavailable",
-            "message": "this Tether version runs model interactions only; agent runs in "
-            "sandbox pods are not available yet",
-        }
-    ],
-)
 
 
 @kopf.on.startup()
@@ -74,14 +68,65 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     if body.status.get("phase") in TERMINAL_PHASES:
         return
     obj = dict(body)
+    is_agent = bool(body.spec.get("agent"))
     if CANCEL_ANNOTATION in body.metadata.annotations:
-        if not ctx.runs.cancel(uid):
+        if is_agent:
+            await delete_children(ctx, body.metadata.namespace, uid)
+            await finish_now(ctx, obj, Outcome("cancelled"), "agent")
+        elif not ctx.runs.cancel(uid):
             await finish_now(ctx, obj, Outcome("cancelled"))
         return
-    if body.spec.get("model"):
+    if not is_agent:
         ctx.runs.start(uid, run_model_interaction(ctx, obj))
-    else:  # say so at once rather than leave the run queued forever
-        await finish_now(ctx, obj, AGENTS_UNAVAILABLE)
+    elif sandbox := body.status.get("sandboxPod"):
+        if type is None:  # the operator (re)started: is the sandbox still there?
+            try:
+                await ctx.kube.core.read_namespaced_pod(sandbox, body.metadata.namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                await finish_agent_run(ctx, obj, None)
+    else:
+        ctx.runs.start(uid, _start_once(ctx, obj))
+
+
+async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
+    """Start an agent run; a stale event for it never starts it again in this process."""
+    try:
+        await start_agent_run(ctx, obj)
+    finally:
+        ctx.runs.finished(obj["metadata"]["uid"])
+
+
+@kopf.on.event("", "v1", "pods", labels={SANDBOX_LABEL: kopf.PRESENT})
+async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A sandbox pod ended: finish its agent run from what the run reported."""
+    ctx: Context = memo.ctx
+    uid = body.metadata.uid
+    phase = body.status.get("phase")
+    if (
+        type == "DELETED"
+        or body.metadata.get("deletionTimestamp")
+        or phase in ("Succeeded", "Failed")
+    ):
+        ctx.active_sandboxes.discard(uid)
+    else:
+        if phase == "Running" and uid not in ctx.active_sandboxes:
+            observe_start(dict(body))
+        ctx.active_sandboxes.add(uid)
+    metrics.ACTIVE_SANDBOXES.set(len(ctx.active_sandboxes))
+    if type == "DELETED" or phase not in ("Succeeded", "Failed"):
+        return
+    namespace = body.metadata.namespace
+    interaction = await ctx.kube.get(
+        "interactions", namespace, body.metadata.labels[INTERACTION_LABEL]
+    )
+    if interaction is None or (interaction.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        await delete_children(
+            ctx, namespace, body.metadata.labels[SANDBOX_LABEL].removeprefix("sbx-")
+        )
+        return
+    await finish_agent_run(ctx, interaction, dict(body))
 
 
 async def sweep_expired(ctx: Context) -> None:

@@ -22,3 +22,9 @@ FIRST_OUTPUT = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 IN_FLIGHT = Gauge("tether_interactions_in_flight", "Interactions running now.", ["kind"])
+SANDBOX_START = Histogram(
+    "tether_sandbox_start_seconds",
+    "From the gateway accepting an agent run to its sandbox pod running.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+ACTIVE_SANDBOXES = Gauge("tether_sandboxes_active", "Sandbox pods that have not ended.")

@@ -31,6 +31,8 @@ def now() -> str:
 
 @dataclass
 class Outcome:
+    """How a run ended, and what it produced."""
+
     phase: str
     steps: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] | None = None
@@ -47,7 +49,7 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
     if accepted and not previous.get("phase"):
         metrics.PICKUP.observe(max(0.0, time.time() - float(accepted)))
     metrics.IN_FLIGHT.labels("model").inc()
-    emit = _emitter(ctx, namespace, name)
+    emit = emitter(ctx, namespace, name)
     created = previous.get("created") or now()
     running = {"phase": "in_progress", "created": created, "updated": now()}
     # The in_progress write runs beside the model call: it is not on the critical path. Every
@@ -69,11 +71,11 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
             message = f"the run failed unexpectedly ({type(error).__name__}); see the operator log"
             outcome = Outcome("failed", errors=[{"code": "internal", "message": message}])
         await marking
-        await _finish(ctx, namespace, name, spec, outcome, emit)
+        await finish(ctx, namespace, name, spec, outcome, emit)
     except asyncio.CancelledError:
         if ctx.runs.cancel_requested(uid):
             await asyncio.wait([marking])
-            await _finish(ctx, namespace, name, spec, Outcome("cancelled"), emit)
+            await finish(ctx, namespace, name, spec, Outcome("cancelled"), emit)
         else:
             marking.cancel()  # the operator is stopping; the next one resumes the run
         raise
@@ -83,24 +85,29 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         metrics.DURATION.labels("model").observe(time.monotonic() - started)
 
 
-async def finish_now(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> None:
+async def finish_now(
+    ctx: Context, obj: dict[str, Any], outcome: Outcome, kind: str = "model"
+) -> None:
     """End an interaction that is not running in this process (cancel a queued or orphaned one,
     refuse one that cannot run)."""
     meta = obj["metadata"]
     spec = InteractionSpec.from_kube(obj["spec"])
-    emit = _emitter(ctx, meta["namespace"], meta["name"])
-    await _finish(ctx, meta["namespace"], meta["name"], spec, outcome, emit)
+    emit = emitter(ctx, meta["namespace"], meta["name"])
+    await finish(ctx, meta["namespace"], meta["name"], spec, outcome, emit, kind)
     ctx.runs.finished(meta["uid"])
 
 
-def _emitter(ctx: Context, namespace: str, name: str):
+def emitter(ctx: Context, namespace: str, name: str):
     async def emit(event_type: str, **fields: Any) -> None:
         await ctx.events.append(namespace, name, {"event_type": event_type, **fields})
 
     return emit
 
 
-async def _finish(ctx, namespace, name, spec: InteractionSpec, outcome: Outcome, emit) -> None:
+async def finish(
+    ctx, namespace, name, spec: InteractionSpec, outcome: Outcome, emit, kind: str = "model"
+) -> None:
+    """Write the outcome to the status, announce it, and let the event log expire."""
     status: dict[str, Any] = {"phase": outcome.phase, "updated": now()}
     if outcome.steps:
         status["steps"] = outcome.steps
@@ -114,7 +121,7 @@ async def _finish(ctx, namespace, name, spec: InteractionSpec, outcome: Outcome,
         await emit("error", error=error)
     await emit("interaction.completed", interaction=interaction_view(final, include_input=False))
     await ctx.events.finish(namespace, name)
-    metrics.INTERACTIONS.labels("model", outcome.phase).inc()
+    metrics.INTERACTIONS.labels(kind, outcome.phase).inc()
     if spec.store is False:
         await mark_unstored(ctx.events.redis, namespace, name, ctx.settings.retention_seconds)
         await ctx.kube.delete("interactions", namespace, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +72,16 @@ def _metadata(interaction: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_token_secret(interaction: dict[str, Any], token: str) -> dict[str, Any]:
+def run_token_secret(
+    interaction: dict[str, Any], token: str, run: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run token, and what the agent loop needs to know (instructions, tools, history)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _metadata(interaction),
         "type": "Opaque",
-        "stringData": {"token": token},
+        "stringData": {"token": token, "run.json": json.dumps(run or {})},
     }
 
 
@@ -135,6 +139,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                 "command": ["python", "-m", "tether.sandbox.workspace"],
                 "env": [
                     {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
+                    {"name": "TETHER_NETWORK", "value": json.dumps(_network(env.network))},
                     {"name": "HOME", "value": WORKSPACE},
                     *user_env,
                 ],
@@ -156,6 +161,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                     {"name": "TETHER_GATEWAY_URL", "value": place.gateway_url},
                     {"name": "TETHER_INTERACTION", "value": meta["name"]},
                     {"name": "TETHER_RUN_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+                    {"name": "TETHER_RUN_FILE", "value": f"{TOKEN_DIR}/run.json"},
                     {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{WORKSPACE_PORT}"},
                 ],
                 "volumeMounts": [
@@ -173,6 +179,12 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     if place.node_name:
         spec["nodeName"] = place.node_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(interaction), "spec": spec}
+
+
+def _network(network) -> str | dict[str, list[str]]:
+    if network is None or network == "disabled":
+        return "disabled"
+    return {"allowlist": list(network.allowlist)}
 
 
 def sandbox_network_policy(

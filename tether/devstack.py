@@ -60,7 +60,7 @@ def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
         ),
     ]
     if base_url := environ.get("OPENAI_BASE_URL"):
-        model_id = environ.get("OPENAI_MODEL", "openai")
+        model_id = resolve_model_id(environ)
         spec: dict[str, Any] = {
             "provider": "openai-compatible",
             "endpoint": base_url,
@@ -72,6 +72,38 @@ def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
             spec["credentials"] = {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
         models.append(_model(resource_name(model_id), spec))
     return models
+
+
+EVA_INSTRUCTION = (
+    "You are Eva, a careful general-purpose agent working in a Linux sandbox. Your files live "
+    "under /workspace. Use run_code to run Python or bash, read_file, write_file and list_files "
+    "for files, and fetch_url for web pages you are allowed to reach. Check your work by running "
+    "it. When the task is done, answer with a short summary of what you did and where the "
+    "results are."
+)
+HOSTED_AGENT_IDS = ["antigravity-preview-05-2026", "antigravity-preview-09-2026"]
+
+
+def default_agent(environ: dict[str, str]) -> dict[str, Any]:
+    """`eva`, the general-purpose agent; hosted agent ids resolve to it."""
+    model = resolve_model_id(environ) if environ.get("OPENAI_BASE_URL") else "scripted"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Agent",
+        "metadata": {"name": "eva", "namespace": SYSTEM_NAMESPACE},
+        "spec": {
+            "description": "General-purpose agent: Python and bash, files under /workspace, "
+            "web fetch, and client-side function calling.",
+            "systemInstruction": EVA_INSTRUCTION,
+            "aliases": HOSTED_AGENT_IDS,
+            "agentConfig": {"model": model, "maxSteps": 30, "timeoutSeconds": 900},
+            "baseEnvironment": {"network": {"allowlist": []}},
+        },
+    }
+
+
+def resolve_model_id(environ: dict[str, str]) -> str:
+    return environ.get("OPENAI_MODEL", "openai")
 
 
 def _model(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +212,7 @@ class DevStack:
             )
         for model in default_models(self.environ):
             self.cluster.apply(model)
+        self.cluster.apply(default_agent(self.environ))
         self.start_devnode()
         self.start_operator()
         self.start_gateway()
@@ -195,6 +228,8 @@ class DevStack:
             "TETHER_PORT": str(self.port),
             "TETHER_METRICS_PORT": str(self.metrics_port),
             "TETHER_RUN_TOKEN_KEY": self.run_token_key,
+            "TETHER_GATEWAY_URL": self.url,
+            "TETHER_SANDBOX_NODE_NAME": DEV_NODE,
         }
 
     def _start_redis(self) -> None:

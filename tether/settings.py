@@ -34,5 +34,10 @@ class Settings(BaseSettings):
     run_token_key: str = ""
     """Signs the sandboxes' run tokens; shared by the operator and the gateway. Agent runs
     need it; model interactions do not."""
+    sandbox_image: str = "ghcr.io/tether-dev/sandbox:0.1.0"
+    gateway_url: str = "http://tether-gateway.tether-system:8080"
+    """How sandboxes reach the gateway (its in-cluster Service)."""
+    sandbox_node_name: str | None = None
+    """Bind sandboxes to this node (the dev node) instead of scheduling them."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""

@@ -9,14 +9,15 @@ from google.genai._interactions_errors import APIStatusError
 
 from tests.conftest import sdk_client
 
-TERMINAL = {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
+# requires_action ends a turn too: the client answers with a new interaction.
+ENDED = {"completed", "failed", "cancelled", "incomplete", "budget_exceeded", "requires_action"}
 
 
 def wait_until_ended(client, interaction_id: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         interaction = client.interactions.get(interaction_id)
-        if interaction.status in TERMINAL:
+        if interaction.status in ENDED:
             return interaction
         time.sleep(0.05)
     raise AssertionError(f"{interaction_id} still {interaction.status} after {timeout}s")

@@ -1,0 +1,290 @@
+"""The agent loop, in the sandbox's `agent` container: the brain. It holds the run token and
+nothing else; it calls models only through the gateway's model proxy and does its work through
+the workspace container's tools.
+
+`python -m tether.sandbox.agent` reads the run (TETHER_RUN_FILE) and the token
+(TETHER_RUN_TOKEN_FILE), loops model → tools until the model answers without a tool call, then
+uploads /workspace and reports how the run ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import os
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPEAT_LIMIT = 3
+FILES_LIMIT = 10 * 1024 * 1024
+
+BUILTIN_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "run_code",
+        "description": "Run Python or bash in /workspace; returns exit code, stdout and stderr.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "language": {"type": "string", "enum": ["python", "bash"]},
+                "code": {"type": "string"},
+            },
+            "required": ["language", "code"],
+        },
+    },
+    {
+        "type": "function",
+        "name": "read_file",
+        "description": "Read a text file under /workspace.",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    },
+    {
+        "type": "function",
+        "name": "write_file",
+        "description": "Write a text file under /workspace, creating folders as needed.",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+            "required": ["path", "content"],
+        },
+    },
+    {
+        "type": "function",
+        "name": "list_files",
+        "description": "List a folder under /workspace.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+    },
+    {
+        "type": "function",
+        "name": "fetch_url",
+        "description": "Fetch a web page (http or https) allowed by this agent's network policy.",
+        "parameters": {
+            "type": "object",
+            "properties": {"url": {"type": "string"}},
+            "required": ["url"],
+        },
+    },
+]
+BUILTIN = {tool["name"] for tool in BUILTIN_TOOLS}
+
+
+@dataclass
+class Outcome:
+    phase: str
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+class Gateway:
+    """The three doors the run token opens: the model proxy, the timeline, the outcome."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.http = http
+        self.base = base.rstrip("/") + "/internal/v1"
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        async with self.http.request(
+            method, self.base + path, headers=self.headers, **kwargs
+        ) as response:
+            return response.status, await response.json()
+
+    async def step(self, step: dict[str, Any]) -> None:
+        status, body = await self.call("POST", "/steps", json={"step": step})
+        if status != 200:
+            raise RuntimeError(f"the gateway refused a step: {body}")
+
+
+async def use_tool(http: aiohttp.ClientSession, workspace: str, name: str, args: dict) -> dict:
+    async with http.post(f"{workspace}/tools/{name}", json=args) as response:
+        return await response.json()
+
+
+def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict[str, Any]]:
+    """How a built-in tool call shows in the interaction's timeline."""
+    if name == "run_code":
+        output = (
+            result.get("stdout", "") + result.get("stderr", "")
+            if result.get("ok")
+            else result["error"]
+        )
+        failed = not result.get("ok") or result.get("exit_code") != 0
+        return [
+            {
+                "type": "code_execution_call",
+                "id": call_id,
+                "arguments": {"language": args.get("language"), "code": args.get("code")},
+            },
+            {
+                "type": "code_execution_result",
+                "call_id": call_id,
+                "result": output,
+                "is_error": failed,
+            },
+        ]
+    if name == "fetch_url":
+        status = "success" if result.get("ok") and result.get("status", 500) < 400 else "error"
+        return [
+            {"type": "url_context_call", "id": call_id, "arguments": {"urls": [args.get("url")]}},
+            {
+                "type": "url_context_result",
+                "call_id": call_id,
+                "result": [{"url": args.get("url"), "status": status}],
+                "is_error": status != "success",
+            },
+        ]
+    return [
+        {"type": "function_call", "id": call_id, "name": name, "arguments": args},
+        {
+            "type": "function_result",
+            "call_id": call_id,
+            "name": name,
+            "result": result,
+            "is_error": not result.get("ok"),
+        },
+    ]
+
+
+async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) -> Outcome:
+    conversation: list[dict[str, Any]] = list(run["steps"])
+    client_tools = {
+        t["name"] for t in run.get("tools") or [] if t.get("type") == "function" and t.get("name")
+    }
+    tools = BUILTIN_TOOLS + [t for t in run.get("tools") or [] if t.get("name") in client_tools]
+    recent: list[str] = []
+    for _ in range(run["max_steps"]):
+        status, answer = await gateway.call(
+            "POST",
+            "/generate",
+            json={
+                "steps": conversation,
+                "tools": tools,
+                "system_instruction": run.get("system_instruction"),
+            },
+        )
+        if status == 402:
+            return Outcome("budget_exceeded", [answer["error"]])
+        if status != 200:
+            return Outcome(
+                "failed", [answer.get("error") or {"code": "model_error", "message": str(answer)}]
+            )
+        if answer["text"]:
+            conversation.append(
+                {"type": "model_output", "content": [{"type": "text", "text": answer["text"]}]}
+            )
+        if not answer["function_calls"]:
+            return Outcome("completed")
+        waiting_on_client = False
+        for call in answer["function_calls"]:
+            name, args, call_id = call["name"], call.get("arguments") or {}, call["id"]
+            conversation.append(
+                {"type": "function_call", "id": call_id, "name": name, "arguments": args}
+            )
+            signature = json.dumps([name, args], sort_keys=True)
+            recent = [*recent, signature][-REPEAT_LIMIT:]
+            if len(recent) == REPEAT_LIMIT and len(set(recent)) == 1:
+                return Outcome(
+                    "failed",
+                    [
+                        {
+                            "code": "repeated_tool_call",
+                            "message": f"the agent called {name} with the same arguments "
+                            f"{REPEAT_LIMIT} times in a row; stopped it",
+                        }
+                    ],
+                )
+            if name in client_tools:
+                await gateway.step(
+                    {"type": "function_call", "id": call_id, "name": name, "arguments": args}
+                )
+                waiting_on_client = True
+                continue
+            if name in BUILTIN:
+                result = await use_tool(http, workspace, name, args)
+            else:
+                result = {"ok": False, "error": f"there is no tool named {name!r}"}
+            for step in public_steps(call_id, name, args, result):
+                await gateway.step(step)
+            conversation.append(
+                {"type": "function_result", "call_id": call_id, "name": name, "result": result}
+            )
+        if waiting_on_client:
+            return Outcome("requires_action")
+        if answer["budget_exceeded"]:
+            return Outcome(
+                "budget_exceeded",
+                [{"code": "budget_exceeded", "message": "the run spent its token budget"}],
+            )
+    return Outcome(
+        "incomplete",
+        [
+            {
+                "code": "max_steps",
+                "message": f"the run took {run['max_steps']} model turns without "
+                "finishing (max_steps)",
+            }
+        ],
+    )
+
+
+def workspace_archive(root: Path) -> bytes:
+    """/workspace as a tar.gz, up to the size limit (larger files are left out)."""
+    buffer = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            size = path.stat().st_size
+            if total + size > FILES_LIMIT:
+                continue
+            total += size
+            tar.add(path, arcname=str(path.relative_to(root)))
+    return buffer.getvalue()
+
+
+async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = 30) -> None:
+    for _ in itertools.count():
+        try:
+            async with http.get(url) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        seconds -= 0.1
+        if seconds <= 0:
+            raise RuntimeError(f"{url} did not come up")
+        await asyncio.sleep(0.1)
+
+
+async def main() -> int:
+    token = Path(os.environ["TETHER_RUN_TOKEN_FILE"]).read_text().strip()
+    run = json.loads(Path(os.environ["TETHER_RUN_FILE"]).read_text())
+    workspace = os.environ["TETHER_WORKSPACE_URL"]
+    root = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        gateway = Gateway(http, os.environ["TETHER_GATEWAY_URL"], token)
+        await wait_for(http, f"{workspace}/healthz")
+        outcome = await run_loop(run, gateway, http, workspace)
+        print(f"run ended: {outcome.phase} {outcome.errors or ''}", flush=True)
+        await gateway.call("PUT", "/files", data=workspace_archive(root))
+        status, body = await gateway.call(
+            "POST", "/finish", json={"phase": outcome.phase, "errors": outcome.errors}
+        )
+        if status != 200:
+            print(f"the gateway refused the outcome: {body}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,159 @@
+"""Agent runs in sandbox pods, end to end: SDK → gateway → operator → pod on the dev node →
+agent loop → model proxy and workspace tools → status, steps and files."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import kubernetes
+import pytest
+
+from tests.integration.test_sdk_interactions import wait_until_ended
+
+
+@pytest.fixture(scope="module")
+def script(stack):
+    """Install a scripted Model in tenant-a; returns its name."""
+
+    def install(name: str, responses: list[dict]) -> str:
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": name, "namespace": "tenant-a"},
+                "spec": {"provider": "scripted", "responses": responses},
+            }
+        )
+        return name
+
+    return install
+
+
+def call(name: str, **arguments) -> dict:
+    return {"functionCalls": [{"name": name, "arguments": arguments}]}
+
+
+def agent_run(client, model: str, **extra):
+    config = {"type": "dynamic", "model": model, **extra.pop("agent_config", {})}
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config=config, background=True, **extra
+    )
+    return wait_until_ended(client, started.id, timeout=60)
+
+
+def sandbox_pods(stack) -> list:
+    core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
+    return core.list_namespaced_pod("tenant-a", label_selector="tether.dev/sandbox").items
+
+
+def test_an_agent_writes_runs_and_answers_and_its_files_outlive_the_pod(
+    stack, client, api_key, script
+):
+    model = script(
+        "writer",
+        [
+            call("write_file", path="notes/hello.txt", content="hello sandbox"),
+            call("run_code", language="bash", code="tr a-z A-Z < notes/hello.txt"),
+            {"text": "wrote notes/hello.txt"},
+        ],
+    )
+    done = agent_run(client, model)
+    assert done.status == "completed", done.errors
+    assert done.output_text == "wrote notes/hello.txt"
+    types = [s.type for s in done.steps]
+    assert types == [
+        "user_input",
+        "function_call",
+        "function_result",
+        "code_execution_call",
+        "code_execution_result",
+        "model_output",
+    ]
+    assert done.steps[4].result == "HELLO SANDBOX"
+    assert done.usage.total_tokens > 0
+    assert sandbox_pods(stack) == [] or all(
+        p.metadata.deletion_timestamp for p in sandbox_pods(stack)
+    )
+    headers = {"x-goog-api-key": api_key}
+    listed = httpx.get(f"{stack.url}/v1/interactions/{done.id}/files", headers=headers).json()
+    assert listed == {"files": [{"path": "notes/hello.txt", "bytes": 13}]}
+    content = httpx.get(
+        f"{stack.url}/v1/interactions/{done.id}/files/notes/hello.txt", headers=headers
+    )
+    assert content.text == "hello sandbox"
+
+
+def test_a_hosted_agent_id_resolves_to_eva(client):
+    done = client.interactions.create(agent="antigravity-preview-05-2026", input="hello")
+    assert done.status == "completed"
+    assert done.output_text.startswith("This is the scripted model")
+
+
+def test_a_client_function_requires_action_and_its_result_continues(client, script):
+    model = script(
+        "asker",
+        [call("get_weather", city="Oslo"), {"text": "It is -3 C in Oslo."}],
+    )
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    asked = agent_run(client, model, tools=[weather])
+    assert asked.status == "requires_action"
+    [function_call] = [s for s in asked.steps if s.type == "function_call"]
+    assert (function_call.name, function_call.arguments) == ("get_weather", {"city": "Oslo"})
+    continued = client.interactions.create(
+        agent="eva",
+        agent_config={"type": "dynamic", "model": model},
+        tools=[weather],
+        previous_interaction_id=asked.id,
+        input=[{"type": "function_result", "call_id": function_call.id, "result": {"temp_c": -3}}],
+        background=True,
+    )
+    finished = wait_until_ended(client, continued.id, timeout=60)
+    assert (finished.status, finished.output_text) == ("completed", "It is -3 C in Oslo.")
+
+
+def test_max_steps_stops_a_run_as_incomplete(client, script):
+    model = script("looper", [call("list_files", path=f"p{i}") for i in range(10)])
+    done = agent_run(client, model, agent_config={"max_steps": 3})
+    assert done.status == "incomplete"
+    assert done.errors[0].code == "max_steps"
+
+
+def test_the_same_tool_call_repeated_is_stopped(client, script):
+    model = script("stuck", [call("list_files", path=".")] * 5)
+    done = agent_run(client, model)
+    assert done.status == "failed"
+    assert done.errors[0].code == "repeated_tool_call"
+    assert "same arguments 3 times" in done.errors[0].message
+
+
+def test_the_token_budget_ends_the_run_as_budget_exceeded(client, script):
+    model = script("spender", [call("list_files", path=f"p{i}") for i in range(10)])
+    done = agent_run(client, model, agent_config={"max_total_tokens": 3})
+    assert done.status == "budget_exceeded"
+    assert done.usage.total_tokens >= 3
+
+
+def test_the_deadline_ends_the_run_as_incomplete(client, script):
+    model = script("slow", [{"text": "too late", "delaySeconds": 30}])
+    started = time.monotonic()
+    done = agent_run(client, model, agent_config={"timeout_seconds": 2})
+    assert done.status == "incomplete"
+    assert done.errors[0].code == "deadline_exceeded"
+    assert time.monotonic() - started < 30
+
+
+def test_cancel_deletes_the_sandbox(stack, client, script):
+    model = script("sleeper", [{"text": "never", "delaySeconds": 60}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    deadline = time.monotonic() + 20
+    while not any(p.status.phase == "Running" for p in sandbox_pods(stack)):
+        assert time.monotonic() < deadline, "the sandbox never ran"
+        time.sleep(0.1)
+    assert client.interactions.cancel(started.id).status == "cancelled"
+    deadline = time.monotonic() + 20
+    while sandbox_pods(stack):
+        assert time.monotonic() < deadline, "the sandbox pod outlived the cancel"
+        time.sleep(0.1)
