@@ -20,6 +20,11 @@ DURATION = Histogram(
 )
 IN_FLIGHT = Gauge("tether_gateway_requests_in_flight", "HTTP requests being served now.")
 OPEN_STREAMS = Gauge("tether_gateway_open_streams", "SSE streams open now.")
+SANDBOX_FIRST_CALL = Histogram(
+    "tether_sandbox_first_model_call_seconds",
+    "From the gateway accepting an agent run to its sandbox's first model call.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 
 
 @web.middleware

@@ -7,12 +7,13 @@ its workspace files here; the operator reads them back when the pod ends.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
 from tether import catalog, run_tokens
-from tether.api.interaction import TERMINAL_PHASES, Error, Step
+from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
 from tether.api.model import ModelSpec
 from tether.providers import ProviderError
 from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
@@ -20,6 +21,7 @@ from tether.run_store import FILES_LIMIT
 
 from .errors import ApiError
 from .interactions import read_json
+from .metrics import SANDBOX_FIRST_CALL
 from .state import STATE, State
 
 OUTCOME_PHASES = frozenset(
@@ -27,8 +29,8 @@ OUTCOME_PHASES = frozenset(
 )
 
 
-async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims]:
-    """The run the presented token belongs to, if that run is still going."""
+async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[str, Any]]:
+    """The run the presented token belongs to (and its Interaction), if it is still going."""
     state = request.app[STATE]
     if not state.settings.run_token_key:
         raise ApiError(503, "agent runs are not configured: TETHER_RUN_TOKEN_KEY is unset")
@@ -45,7 +47,7 @@ async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims]:
     phase = (obj.get("status") or {}).get("phase")
     if phase in TERMINAL_PHASES:
         raise ApiError(409, f"interaction {claims.name!r} has already ended ({phase})", "ended")
-    return state, claims
+    return state, claims, obj
 
 
 async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
@@ -54,10 +56,13 @@ async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
 
 async def generate(request: web.Request) -> web.Response:
     """One model call for the run: streamed into the interaction's events, answered whole."""
-    state, claims = await _run(request)
+    state, claims, obj = await _run(request)
     body = await read_json(request)
     ns, name = claims.namespace, claims.name
     used = sum(await state.runs.usage(ns, name))
+    accepted = (obj["metadata"].get("annotations") or {}).get(ACCEPTED_ANNOTATION)
+    if used == 0 and accepted and await state.runs.next_index(ns, name) == 0:
+        SANDBOX_FIRST_CALL.observe(max(0.0, time.time() - float(accepted)))
     if claims.budget is not None and used >= claims.budget:
         raise ApiError(
             402, f"the run has spent {used} of its {claims.budget} tokens", "budget_exceeded"
@@ -124,7 +129,7 @@ async def generate(request: web.Request) -> web.Response:
 
 async def add_step(request: web.Request) -> web.Response:
     """A step of the run's timeline (a tool call or its result), announced as it happens."""
-    state, claims = await _run(request)
+    state, claims, _ = await _run(request)
     step = Step.from_wire((await read_json(request)).get("step")).to_wire()
     index = await state.runs.append_step(claims.namespace, claims.name, step)
     await _emit(state, claims, "step.start", index=index, step=step)
@@ -134,7 +139,7 @@ async def add_step(request: web.Request) -> web.Response:
 
 async def finish(request: web.Request) -> web.Response:
     """How the run ended, in the agent's words; the operator writes it when the pod is done."""
-    state, claims = await _run(request)
+    state, claims, _ = await _run(request)
     body = await read_json(request)
     if body.get("phase") not in OUTCOME_PHASES:
         raise ApiError(400, f"phase must be one of {sorted(OUTCOME_PHASES)}")
@@ -147,7 +152,7 @@ async def finish(request: web.Request) -> web.Response:
 
 async def put_files(request: web.Request) -> web.Response:
     """The workspace, as a tar.gz, kept after the pod is gone."""
-    state, claims = await _run(request)
+    state, claims, _ = await _run(request)
     archive = bytearray()
     async for chunk in request.content.iter_chunked(64 * 1024):
         archive.extend(chunk)

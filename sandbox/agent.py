@@ -274,6 +274,11 @@ async def main() -> int:
     async with aiohttp.ClientSession(timeout=timeout) as http:
         gateway = Gateway(http, os.environ["TETHER_GATEWAY_URL"], token)
         await wait_for(http, f"{workspace}/healthz")
+        print(
+            f"agent loop started: {len(run['steps'])} steps of history, "
+            f"{len(run.get('tools') or [])} client tools, max_steps {run['max_steps']}",
+            flush=True,
+        )
         outcome = await run_loop(run, gateway, http, workspace)
         print(f"run ended: {outcome.phase} {outcome.errors or ''}", flush=True)
         await gateway.call("PUT", "/files", data=workspace_archive(root))

@@ -3,6 +3,7 @@ agent loop → model proxy and workspace tools → status, steps and files."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
@@ -157,3 +158,52 @@ def test_cancel_deletes_the_sandbox(stack, client, script):
     while sandbox_pods(stack):
         assert time.monotonic() < deadline, "the sandbox pod outlived the cancel"
         time.sleep(0.1)
+
+
+def wait_for_running_sandbox(stack, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [p for p in sandbox_pods(stack) if p.status.phase == "Running"]
+        if running:
+            return running[0]
+        assert time.monotonic() < deadline, "the sandbox never ran"
+        time.sleep(0.1)
+
+
+def test_a_crashed_sandbox_fails_the_run_with_its_exit_code_and_last_log_lines(
+    stack, client, script
+):
+    model = script("crasher", [{"text": "never", "delaySeconds": 60}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    wait_for_running_sandbox(stack)
+    time.sleep(1)  # let the loop start and log
+    subprocess.run(["pkill", "-KILL", "-f", "tether.sandbox.agent"], check=True)
+    done = wait_until_ended(client, started.id, timeout=30)
+    assert done.status == "failed"
+    assert done.errors[0].code == "sandbox_crashed"
+    assert "exited with code 137" in done.errors[0].message
+    assert "agent loop started" in done.errors[0].message
+
+
+def test_an_operator_killed_midrun_finishes_the_run_once_with_one_pod(stack, client, script):
+    model = script("patient", [{"text": "finished after all", "delaySeconds": 3}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    pod = wait_for_running_sandbox(stack)
+    stack.procs["operator"].kill()
+    stack.procs["operator"].wait()
+    stack.start_operator()
+    done = wait_until_ended(client, started.id, timeout=60)
+    assert (done.status, done.output_text) == ("completed", "finished after all")
+    events = list(client.interactions.get(done.id, stream=True))
+    assert [e.event_type for e in events].count("interaction.completed") == 1
+    assert [e.event_type for e in events].count("interaction.created") == 1
+    core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
+    names = [
+        p.metadata.name
+        for p in core.list_namespaced_pod("tenant-a", label_selector="tether.dev/sandbox").items
+    ]
+    assert names in ([], [pod.metadata.name])  # never a second pod
