@@ -56,6 +56,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     try:
         agent_name, specs = await resolve_agent(ctx, namespace, spec.agent)
         run = agents.resolve(agent_name, specs, spec)
+        files = agents.workspace_files(run)
         if (
             await catalog.find(
                 ctx.kube, "models", [namespace, ctx.settings.system_namespace], run.model
@@ -119,6 +120,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         "system_instruction": run.system_instruction,
         "tools": run.tools,
         "max_steps": run.max_steps,
+        "files": files,
         "steps": [Step.from_wire(s).to_wire() for s in steps],
     }
     core = ctx.kube.core

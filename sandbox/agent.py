@@ -156,6 +156,10 @@ def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict
 
 
 async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) -> Outcome:
+    for source in run.get("files") or []:  # the environment's sources, before anything else
+        written = await use_tool(http, workspace, "write_file", source)
+        if not written.get("ok"):
+            return Outcome("failed", [{"code": "invalid_source", "message": written["error"]}])
     conversation: list[dict[str, Any]] = list(run["steps"])
     client_tools = {
         t["name"] for t in run.get("tools") or [] if t.get("type") == "function" and t.get("name")

@@ -8,6 +8,8 @@ list_files,fetch_url} with JSON bodies, answering {"ok": true, ...} or {"ok": fa
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import ipaddress
 import json
 import os
@@ -108,11 +110,17 @@ def read_file(root: Path, path: str) -> dict:
     return {"content": target.read_text(errors="replace")}
 
 
-def write_file(root: Path, path: str, content: str) -> dict:
+def write_file(root: Path, path: str, content: str, encoding: str = "utf-8") -> dict:
     target = resolve(root, path)
+    try:
+        data = (
+            base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
+        )
+    except binascii.Error as error:
+        raise ToolError(f"content of {path!r} is not valid base64") from error
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(content)
-    return {"path": str(target.relative_to(root.resolve())), "bytes": len(content.encode())}
+    target.write_bytes(data)
+    return {"path": str(target.relative_to(root.resolve())), "bytes": len(data)}
 
 
 def list_files(root: Path, path: str = ".") -> dict:
@@ -162,7 +170,12 @@ def create_app(root: Path = WORKSPACE, policy: str | list[str] | None = None) ->
                 case "read_file":
                     result = read_file(root, args.get("path", ""))
                 case "write_file":
-                    result = write_file(root, args.get("path", ""), args.get("content", ""))
+                    result = write_file(
+                        root,
+                        args.get("path", ""),
+                        args.get("content", ""),
+                        args.get("encoding", "utf-8"),
+                    )
                 case "list_files":
                     result = list_files(root, args.get("path", "."))
                 case "fetch_url":

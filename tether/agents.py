@@ -61,6 +61,27 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
     )
 
 
+def workspace_files(run: AgentRun) -> list[dict[str, str]]:
+    """The environment's sources as files to write into /workspace before the run starts."""
+    files = []
+    for source in run.environment.sources or []:
+        kind = source.type or "inline"
+        if kind not in ("inline", "skill"):
+            raise AgentConfigError(
+                f"source type {kind!r} is not supported yet; give the content inline"
+            )
+        if source.content is None:
+            raise AgentConfigError(f"a {kind} source needs its content")
+        default = f"skills/{source.source or 'skill'}/SKILL.md" if kind == "skill" else None
+        target = source.target or default
+        if not target:
+            raise AgentConfigError("an inline source needs a target path")
+        files.append(
+            {"path": target, "content": source.content, "encoding": source.encoding or "utf-8"}
+        )
+    return files
+
+
 def _overlay(base, top):
     """`top`'s fields that are set win over `base`'s; maps (env, resources) merge key by key."""
     merged = _merge(base.model_dump(exclude_none=True), top.model_dump(exclude_none=True))

@@ -207,3 +207,34 @@ def test_an_operator_killed_midrun_finishes_the_run_once_with_one_pod(stack, cli
         for p in core.list_namespaced_pod("tenant-a", label_selector="tether.dev/sandbox").items
     ]
     assert names in ([], [pod.metadata.name])  # never a second pod
+
+
+def test_an_agents_sources_are_in_the_workspace_before_it_starts(stack, client, script):
+    stack.cluster.apply(
+        {
+            "apiVersion": "tether.dev/v1alpha1",
+            "kind": "Agent",
+            "metadata": {"name": "pricer", "namespace": "tenant-a"},
+            "spec": {
+                "baseAgent": "eva",
+                "baseEnvironment": {
+                    "sources": [
+                        {"type": "skill", "source": "pricing", "content": "Round prices to cents."}
+                    ]
+                },
+            },
+        }
+    )
+    model = script(
+        "skill-reader", [call("read_file", path="skills/pricing/SKILL.md"), {"text": "ok"}]
+    )
+    started = client.interactions.create(
+        agent="pricer",
+        input="go",
+        agent_config={"type": "dynamic", "model": model},
+        background=True,
+    )
+    done = wait_until_ended(client, started.id, timeout=60)
+    assert done.status == "completed", done.errors
+    [result] = [s for s in done.steps if s.type == "function_result"]
+    assert result.result.model_dump()["content"] == "Round prices to cents."

@@ -139,3 +139,26 @@ def test_builders_do_not_share_state_between_calls():
     snapshot = copy.deepcopy(first)
     first["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     assert sandbox_pod(IX, run(), PLACE) == snapshot
+
+
+def test_inline_and_skill_sources_become_workspace_files():
+    import pytest
+
+    from tether.agents import AgentConfigError, workspace_files
+
+    files = workspace_files(
+        run(
+            sources=[
+                {"type": "inline", "target": "data/a.csv", "content": "x,1"},
+                {"type": "skill", "source": "pricing", "content": "# How to price"},
+                {"target": "logo.png", "content": "iVBORw0K", "encoding": "base64"},
+            ]
+        )
+    )
+    assert files == [
+        {"path": "data/a.csv", "content": "x,1", "encoding": "utf-8"},
+        {"path": "skills/pricing/SKILL.md", "content": "# How to price", "encoding": "utf-8"},
+        {"path": "logo.png", "content": "iVBORw0K", "encoding": "base64"},
+    ]
+    with pytest.raises(AgentConfigError, match="'gcs' is not supported yet"):
+        workspace_files(run(sources=[{"type": "gcs", "source": "gs://b/x"}]))
