@@ -184,7 +184,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
 def _network(network) -> str | dict[str, list[str]]:
     if network is None or network == "disabled":
         return "disabled"
-    return {"allowlist": list(network.allowlist)}
+    return {"allowlist": network.domains()}
 
 
 def sandbox_network_policy(
@@ -217,7 +217,7 @@ def sandbox_network_policy(
         },
     ]
     network = run.environment.network
-    blocks = [] if network in (None, "disabled") else _cidrs(network.allowlist)
+    blocks = [] if network in (None, "disabled") else _cidrs(network.domains())
     if blocks:
         egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in blocks]})
     return {
@@ -236,6 +236,9 @@ def sandbox_network_policy(
 def _cidrs(entries: list[str]) -> list[str]:
     found = []
     for entry in entries:
+        if entry == "*":
+            found.append("0.0.0.0/0")
+            continue
         try:
             found.append(str(ipaddress.ip_network(entry, strict=False)))
         except ValueError:

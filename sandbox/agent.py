@@ -68,10 +68,11 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "name": "fetch_url",
-        "description": "Fetch a web page (http or https) allowed by this agent's network policy.",
+        "description": "Fetch a web page (http or https) allowed by this agent's network policy; "
+        "save_as also writes it to that path under /workspace.",
         "parameters": {
             "type": "object",
-            "properties": {"url": {"type": "string"}},
+            "properties": {"url": {"type": "string"}, "save_as": {"type": "string"}},
             "required": ["url"],
         },
     },
@@ -189,11 +190,13 @@ async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) 
         if not answer["function_calls"]:
             return Outcome("completed")
         waiting_on_client = False
-        for call in answer["function_calls"]:
-            name, args, call_id = call["name"], call.get("arguments") or {}, call["id"]
-            conversation.append(
-                {"type": "function_call", "id": call_id, "name": name, "arguments": args}
-            )
+        calls = [(c["name"], c.get("arguments") or {}, c["id"]) for c in answer["function_calls"]]
+        # The model's turn holds all its calls; their results follow it, in order.
+        conversation.extend(
+            {"type": "function_call", "id": call_id, "name": name, "arguments": args}
+            for name, args, call_id in calls
+        )
+        for name, args, call_id in calls:
             signature = json.dumps([name, args], sort_keys=True)
             recent = [*recent, signature][-REPEAT_LIMIT:]
             if len(recent) == REPEAT_LIMIT and len(set(recent)) == 1:

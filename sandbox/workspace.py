@@ -56,11 +56,15 @@ def allowed(url: str, policy: str | list[str]) -> bool:
     if policy == "disabled":
         return False
     for entry in policy:
+        if entry == "*":
+            return True
         try:
             if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
                 return True
         except ValueError:
-            if host == entry or host.endswith(f".{entry.lstrip('*.')}"):
+            if entry.startswith("*.") and host.endswith(entry[1:]):
+                return True
+            if host == entry:
                 return True
     return False
 
@@ -134,18 +138,26 @@ def list_files(root: Path, path: str = ".") -> dict:
     return {"entries": entries}
 
 
-async def fetch_url(session: aiohttp.ClientSession, url: str, policy) -> dict:
+async def fetch_url(
+    session: aiohttp.ClientSession, url: str, policy, root: Path, save_as: str | None = None
+) -> dict:
     if urlsplit(url).scheme not in ("http", "https"):
         raise ToolError(f"only http and https URLs can be fetched, not {url!r}")
     if not allowed(url, policy):
         raise ToolError(f"{url!r} is not on this agent's network allowlist")
     async with session.get(url, allow_redirects=False) as response:
         body = await response.content.read(FETCH_LIMIT + 1)
-        return {
+        result = {
             "status": response.status,
             "content_type": response.headers.get("Content-Type", ""),
             "text": _clip(body, FETCH_LIMIT),
         }
+    if save_as:
+        target = resolve(root, save_as)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body[:FETCH_LIMIT])
+        result["saved_as"] = str(target.relative_to(root.resolve()))
+    return result
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -179,7 +191,9 @@ def create_app(root: Path = WORKSPACE, policy: str | list[str] | None = None) ->
                 case "list_files":
                     result = list_files(root, args.get("path", "."))
                 case "fetch_url":
-                    result = await fetch_url(request.app[SESSION], args.get("url", ""), policy)
+                    result = await fetch_url(
+                        request.app[SESSION], args.get("url", ""), policy, root, args.get("save_as")
+                    )
                 case _:
                     raise ToolError(f"no tool {name!r}")
         except (ToolError, OSError, aiohttp.ClientError, TimeoutError) as error:

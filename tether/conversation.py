@@ -34,12 +34,51 @@ def input_steps(value: Any) -> list[dict[str, Any]]:
 
 
 def history(chain: Iterable[tuple[Any, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """The timeline of a chain of interactions, oldest first: each one's input, then its output."""
+    """The timeline of a chain of interactions, oldest first: each one's input, then its output,
+    as a model sees it."""
     steps: list[dict[str, Any]] = []
     for spec_input, output in chain:
         steps.extend(input_steps(spec_input))
-        steps.extend(output)
+        steps.extend(as_model_steps(output))
     return steps
+
+
+def as_model_steps(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Built-in tool use shows as code_execution_* and url_context_* steps in the timeline; a
+    model knows them as the function calls (run_code, fetch_url) it made."""
+    out = []
+    for step in steps:
+        match step.get("type"):
+            case "code_execution_call":
+                out.append(
+                    {
+                        "type": "function_call",
+                        "id": step.get("id"),
+                        "name": "run_code",
+                        "arguments": step.get("arguments") or {},
+                    }
+                )
+            case "url_context_call":
+                urls = (step.get("arguments") or {}).get("urls") or [""]
+                out.append(
+                    {
+                        "type": "function_call",
+                        "id": step.get("id"),
+                        "name": "fetch_url",
+                        "arguments": {"url": urls[0]},
+                    }
+                )
+            case "code_execution_result" | "url_context_result":
+                out.append(
+                    {
+                        "type": "function_result",
+                        "call_id": step.get("call_id"),
+                        "result": step.get("result"),
+                    }
+                )
+            case _:
+                out.append(step)
+    return out
 
 
 def text_of(step: dict[str, Any]) -> str:

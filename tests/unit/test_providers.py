@@ -66,3 +66,25 @@ def test_scripted_replays_the_nth_response_for_the_nth_answer():
     assert second[0] == TextDelta("done")
     with pytest.raises(ProviderError, match="has 2 responses and this is answer #3"):
         run(provider, [*input_steps("go"), call, result, {"type": "model_output", "content": []}])
+
+
+def test_built_in_tool_steps_read_back_as_the_models_own_function_calls():
+    from tether.conversation import as_model_steps
+
+    timeline = [
+        {
+            "type": "code_execution_call",
+            "id": "c1",
+            "arguments": {"language": "python", "code": "1"},
+        },
+        {"type": "code_execution_result", "call_id": "c1", "result": "1\n"},
+        {"type": "url_context_call", "id": "c2", "arguments": {"urls": ["http://x/a"]}},
+        {"type": "url_context_result", "call_id": "c2", "result": [{"url": "http://x/a"}]},
+    ]
+    assert [(s["type"], s.get("name")) for s in as_model_steps(timeline)] == [
+        ("function_call", "run_code"),
+        ("function_result", None),
+        ("function_call", "fetch_url"),
+        ("function_result", None),
+    ]
+    assert model_turns(as_model_steps(timeline)) == 2

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tether.api.base import FREE_FORM, ApiModel, OpenModel
 
@@ -47,10 +47,27 @@ class Source(OpenModel):
     encoding: Literal["base64", "utf-8"] | None = None
 
 
-class EgressAllowlist(ApiModel):
-    """Hosts the sandbox may reach besides DNS and the gateway."""
+class AllowlistEntry(ApiModel):
+    """One destination a sandbox may reach: a domain (wildcards such as *.example.com, or * for
+    everything), an IP address or a CIDR."""
 
-    allowlist: list[str] = Field(default_factory=list)
+    domain: str = Field(min_length=1)
+
+
+class EgressAllowlist(ApiModel):
+    """Where the sandbox may go besides DNS and the gateway."""
+
+    allowlist: list[AllowlistEntry] | Literal["disabled"] = Field(default_factory=list)
+
+    @field_validator("allowlist", mode="before")
+    @classmethod
+    def _plain_strings_too(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"domain": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    def domains(self) -> list[str]:
+        return [] if self.allowlist == "disabled" else [entry.domain for entry in self.allowlist]
 
 
 class ResourceRequirements(ApiModel):

@@ -1,0 +1,30 @@
+"""The seed article's worked example, offline, through the official SDK: a background agent run
+fetches two pricing pages, parses them with Python, writes prices.csv and sums up; the client
+cuts its stream midway, resumes it, and downloads the CSV after the sandbox is gone."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tether import demo
+
+
+def test_the_pricing_comparison_runs_in_the_background_and_leaves_a_csv(stack, client, api_key):
+    with demo.pricing_pages() as base_url:
+        stack.cluster.apply(demo.scripted_model("tenant-a", base_url))
+        result = demo.run(client, stack.url, api_key)
+    assert result.status == "completed"
+    assert result.events_before_cut >= 1 and result.events_after_resume >= 5
+    rows = list(csv.DictReader(io.StringIO(result.csv)))
+    assert [(r["competitor"], r["plan"], r["price_usd"]) for r in rows] == [
+        ("acme", "Starter", "9.00"),
+        ("acme", "Pro", "29.00"),
+        ("globex", "Basic", "12.50"),
+        ("globex", "Team", "49.00"),
+        ("globex", "Enterprise", "199.00"),
+    ]
+    assert "prices.csv lists 5 plans" in result.summary
+    timeline = [s.type for s in client.interactions.get(result.interaction_id).steps]
+    assert timeline.count("url_context_call") == 2
+    assert "code_execution_result" in timeline

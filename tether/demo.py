@@ -1,0 +1,188 @@
+"""The seed article's worked example, offline: an agent run in the background fetches two
+competitors' pricing pages, parses them with Python, writes prices.csv and sums up.
+
+`make demo` (after `make up`) runs it against the local stack. The model is the offline
+`scripted` provider playing a fixed plan, so the run is the same every time; point the agent
+at a real model to have it plan for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import kubernetes
+from aiohttp import web
+from google import genai
+
+from tether.devstack import Cluster
+
+PAGES = {
+    "acme": """<html><body><h1>Acme pricing</h1><table>
+<tr><td class="plan">Starter</td><td class="price">$9.00</td></tr>
+<tr><td class="plan">Pro</td><td class="price">$29.00</td></tr>
+</table></body></html>""",
+    "globex": """<html><body><h1>Globex plans</h1><table>
+<tr><td class="plan">Basic</td><td class="price">$12.50</td></tr>
+<tr><td class="plan">Team</td><td class="price">$49.00</td></tr>
+<tr><td class="plan">Enterprise</td><td class="price">$199.00</td></tr>
+</table></body></html>""",
+}
+
+PARSE = """
+import csv, pathlib, re
+rows = []
+for page in sorted(pathlib.Path("pages").glob("*.html")):
+    html = page.read_text()
+    for plan, price in re.findall(r'class="plan">([^<]+)</td><td class="price">\\$([0-9.]+)', html):
+        rows.append({"competitor": page.stem, "plan": plan, "price_usd": price})
+with open("prices.csv", "w", newline="") as out:
+    writer = csv.DictWriter(out, fieldnames=["competitor", "plan", "price_usd"])
+    writer.writeheader()
+    writer.writerows(rows)
+print(f"{len(rows)} plans from {len({r['competitor'] for r in rows})} competitors")
+"""
+
+
+def plan(base_url: str) -> list[dict]:
+    """The scripted model's turns: fetch both pages, parse them, answer."""
+    return [
+        {
+            "text": "I'll fetch both pricing pages into the workspace.",
+            "functionCalls": [
+                {
+                    "name": "fetch_url",
+                    "arguments": {"url": f"{base_url}/{name}", "save_as": f"pages/{name}.html"},
+                }
+                for name in PAGES
+            ],
+        },
+        {
+            "text": "Now I'll parse them with Python and write prices.csv.",
+            "functionCalls": [
+                {"name": "run_code", "arguments": {"language": "python", "code": PARSE}}
+            ],
+        },
+        {
+            "text": "Done: prices.csv lists 5 plans from acme and globex. The cheapest is Acme "
+            "Starter at $9.00; the dearest is Globex Enterprise at $199.00."
+        },
+    ]
+
+
+@contextmanager
+def pricing_pages() -> Iterator[str]:
+    """The two competitors' pages, on loopback, for as long as the block runs."""
+    app = web.Application()
+    for name, html in PAGES.items():
+
+        async def page(_: web.Request, html: str = html) -> web.Response:
+            return web.Response(text=html, content_type="text/html")
+
+        app.router.add_get(f"/{name}", page)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def scripted_model(namespace: str, base_url: str, name: str = "pricing-demo") -> dict:
+    return {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"provider": "scripted", "responses": plan(base_url)},
+    }
+
+
+@dataclass
+class DemoRun:
+    interaction_id: str
+    status: str
+    summary: str
+    events_before_cut: int
+    events_after_resume: int
+    csv: str
+
+
+def run(client: genai.Client, gateway: str, api_key: str, model: str = "pricing-demo") -> DemoRun:
+    """Start the run in the background, stream it, cut the stream, resume it, get the CSV."""
+    started = client.interactions.create(
+        agent="eva",
+        input="Compare our competitors' pricing: fetch their pricing pages, extract every plan "
+        "and price with Python, and write them to prices.csv.",
+        agent_config={"type": "dynamic", "model": model, "max_steps": 10},
+        environment={"type": "remote", "network": {"allowlist": [{"domain": "127.0.0.1"}]}},
+        background=True,
+    )
+    stream = client.interactions.get(started.id, stream=True)
+    before = []
+    for event in stream:
+        before.append(event)
+        if event.event_type == "step.start" or len(before) >= 4:
+            break
+    stream.close()  # the client goes away mid-run ...
+    after = list(  # ... and picks up exactly where it left off
+        client.interactions.get(started.id, stream=True, last_event_id=before[-1].event_id)
+    )
+    final = client.interactions.get(started.id)
+    csv_response = httpx.get(
+        f"{gateway}/v1/interactions/{started.id}/files/prices.csv",
+        headers={"x-goog-api-key": api_key},
+    )
+    return DemoRun(
+        interaction_id=started.id,
+        status=final.status,
+        summary=final.output_text or "",
+        events_before_cut=len(before),
+        events_after_resume=len(after),
+        csv=csv_response.text if csv_response.status_code == 200 else "",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--env", type=Path, default=Path(".tether/env"))
+    args = parser.parse_args()
+    if not args.env.exists():
+        print("Tether is not running: start it with `make up` first.", file=sys.stderr)
+        return 1
+    env = dict(line.split("=", 1) for line in args.env.read_text().splitlines() if "=" in line)
+    cluster = Cluster(kubernetes.config.new_client_from_config(config_file=env["KUBECONFIG"]))
+    client = genai.Client(
+        api_key=env["TETHER_API_KEY"], http_options={"base_url": env["TETHER_URL"]}
+    )
+    with pricing_pages() as base_url:
+        cluster.apply(scripted_model(env["TETHER_NAMESPACE"], base_url))
+        print(f"pricing pages served at {base_url}; starting the agent run in the background ...")
+        result = run(client, env["TETHER_URL"], env["TETHER_API_KEY"])
+    print(f"interaction {result.interaction_id}: {result.status}")
+    print(
+        f"streamed {result.events_before_cut} events, cut the stream, resumed and got "
+        f"{result.events_after_resume} more"
+    )
+    print(f"summary: {result.summary}\n")
+    print("prices.csv:")
+    print(result.csv, end="")
+    return 0 if result.status == "completed" and result.csv else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
