@@ -59,6 +59,11 @@ up: venv control-plane system-deps
 down: venv
 	@$(PY) -m tether.devstack down
 
+## The seed article's worked example against `make up`: an agent run in a sandbox pod
+## fetches two pricing pages, parses them with Python, and writes prices.csv.
+demo: venv
+	@$(PY) -m tether.demo
+
 ## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
 bench: venv control-plane system-deps
 	$(PY) bench/overhead.py

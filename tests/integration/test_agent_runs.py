@@ -238,3 +238,32 @@ def test_an_agents_sources_are_in_the_workspace_before_it_starts(stack, client, 
     assert done.status == "completed", done.errors
     [result] = [s for s in done.steps if s.type == "function_result"]
     assert result.result.model_dump()["content"] == "Round prices to cents."
+
+
+def test_a_running_sandboxs_log_is_readable_through_the_gateway(stack, client, api_key, script):
+    model = script("quiet", [{"text": "later", "delaySeconds": 20}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    wait_for_running_sandbox(stack)
+    headers = {"x-goog-api-key": api_key}
+    deadline = time.monotonic() + 10
+    while True:
+        logs = httpx.get(f"{stack.url}/v1/interactions/{started.id}/logs", headers=headers)
+        if "agent loop started" in logs.text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert logs.status_code == 200
+    assert "agent loop started" in logs.text
+    client.interactions.cancel(started.id)
+    gone = httpx.get(f"{stack.url}/v1/interactions/{started.id}/logs", headers=headers)
+    assert gone.status_code == 404
+
+
+def test_sandbox_metrics_are_exported(stack):
+    operator = httpx.get(stack.operator_metrics_url).text
+    assert 'tether_interactions_total{kind="agent",status="completed"}' in operator
+    assert "tether_sandbox_start_seconds_count" in operator
+    assert "tether_sandboxes_active" in operator
+    gateway = httpx.get(f"{stack.url}/metrics").text
+    assert "tether_sandbox_first_model_call_seconds_count" in gateway
