@@ -1,4 +1,8 @@
-"""The generated CRDs, installed into a real kube-apiserver, accept and reject what they should."""
+"""The generated CRDs, installed into a real kube-apiserver, accept and reject what they should.
+
+These tests are about the API server alone, so they get a control plane of their own: no
+operator there runs the interactions they create or rewrites the status they write.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,18 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
+from tether.controlplane import ControlPlane
+from tether.devstack import load_crds
+
 GROUP, VERSION = "tether.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def api_client():
+    with ControlPlane(crds=load_crds()) as control_plane:
+        client = control_plane.api_client()
+        yield client
+        client.close()
 
 
 @pytest.fixture
