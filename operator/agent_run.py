@@ -115,6 +115,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         gateway_url=ctx.settings.gateway_url,
         gateway_namespace=ctx.settings.system_namespace,
         node_name=ctx.settings.sandbox_node_name,
+        runtime_class_name=ctx.settings.sandbox_runtime_class_name,
     )
     loop_input = {
         "system_instruction": run.system_instruction,

@@ -42,6 +42,8 @@ class Placement:
     gateway_port: int = 8080
     node_name: str | None = None
     """Bind straight to this node (the dev node), bypassing the scheduler."""
+    runtime_class_name: str | None = None
+    """The platform's default RuntimeClass; an environment's own choice wins."""
 
 
 def child_name(uid: str) -> str:
@@ -174,8 +176,8 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
             },
         ],
     }
-    if env.runtime_class_name:
-        spec["runtimeClassName"] = env.runtime_class_name
+    if runtime_class := env.runtime_class_name or place.runtime_class_name:
+        spec["runtimeClassName"] = runtime_class
     if place.node_name:
         spec["nodeName"] = place.node_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(interaction), "spec": spec}

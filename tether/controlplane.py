@@ -26,6 +26,14 @@ CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
 FIELD_MANAGER = "tether"
 
 
+HELM_VERSION = os.environ.get("HELM_VERSION", "3.21.4")
+
+
+def helm_binary() -> Path:
+    """The helm `make control-plane` built."""
+    return CACHE / f"helm-v{HELM_VERSION}" / "bin" / "helm"
+
+
 class ControlPlaneError(StartupError):
     """The control plane did not come up; the message carries the failing process's last logs."""
 

@@ -21,7 +21,10 @@ from tether.api.environment import EnvironmentSpec, EnvironmentStatus
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.api.model import ModelSpec, ModelStatus
 
-CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+ROOT = Path(__file__).resolve().parent.parent
+CRD_DIR = ROOT / "crds"
+CHART_CRD_DIR = ROOT / "charts" / "tether" / "crds"
+"""The Helm chart carries the same CRDs; both copies are written and checked together."""
 
 _DROPPED_KEYS = {"title", "default", "discriminator", "$defs"}
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
@@ -260,28 +263,31 @@ def render() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if crds/ differs")
-    parser.add_argument("--out", type=Path, default=CRD_DIR)
+    parser.add_argument("--check", action="store_true", help="fail if a copy differs")
+    parser.add_argument("--out", type=Path, action="append", help="default: crds/ and the chart's")
     args = parser.parse_args(argv)
     rendered = render()
-    if args.check:
-        stale = sorted(
-            name
-            for name, text in rendered.items()
-            if not (args.out / name).exists() or (args.out / name).read_text() != text
-        )
-        extra = sorted(p.name for p in args.out.glob("*.yaml") if p.name not in rendered)
-        if stale or extra:
-            print(f"CRDs in {args.out} drifted from tether/api: {', '.join(stale + extra)}")
-            print("run `make crds` and commit the result")
-            return 1
-        print(f"CRDs in {args.out} match tether/api")
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        (args.out / name).write_text(text)
-    print(f"wrote {len(rendered)} CRDs to {args.out}")
-    return 0
+    failed = False
+    for out in args.out or [CRD_DIR, CHART_CRD_DIR]:
+        if args.check:
+            stale = sorted(
+                name
+                for name, text in rendered.items()
+                if not (out / name).exists() or (out / name).read_text() != text
+            )
+            extra = sorted(p.name for p in out.glob("*.yaml") if p.name not in rendered)
+            if stale or extra:
+                print(f"CRDs in {out} drifted from tether/api: {', '.join(stale + extra)}")
+                print("run `make crds` and commit the result")
+                failed = True
+            else:
+                print(f"CRDs in {out} match tether/api")
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in rendered.items():
+            (out / name).write_text(text)
+        print(f"wrote {len(rendered)} CRDs to {out}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

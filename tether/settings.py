@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     sandbox_image: str = "ghcr.io/tether-dev/sandbox:0.1.0"
     gateway_url: str = "http://tether-gateway.tether-system:8080"
     """How sandboxes reach the gateway (its in-cluster Service)."""
+    sandbox_runtime_class_name: str | None = None
+    """The RuntimeClass (gvisor, kata, ...) of sandboxes whose environment names none."""
     sandbox_node_name: str | None = None
     """Bind sandboxes to this node (the dev node) instead of scheduling them."""
     sync_wait_seconds: float = 600

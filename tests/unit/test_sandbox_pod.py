@@ -162,3 +162,13 @@ def test_inline_and_skill_sources_become_workspace_files():
     ]
     with pytest.raises(AgentConfigError, match="'gcs' is not supported yet"):
         workspace_files(run(sources=[{"type": "gcs", "source": "gs://b/x"}]))
+
+
+def test_the_platforms_runtime_class_applies_unless_the_environment_names_one():
+    from dataclasses import replace
+
+    place = replace(PLACE, runtime_class_name="gvisor")
+    assert sandbox_pod(IX, run(), place)["spec"]["runtimeClassName"] == "gvisor"
+    assert (
+        sandbox_pod(IX, run(runtime_class_name="kata"), place)["spec"]["runtimeClassName"] == "kata"
+    )

@@ -1,0 +1,50 @@
+{{- define "tether.labels" -}}
+app.kubernetes.io/part-of: tether
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end }}
+
+{{- define "tether.image" -}}
+{{ .root.Values.image.registry }}/{{ .name }}:{{ .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- end }}
+
+{{- define "tether.redisUrl" -}}
+{{- if .Values.redis.bundled -}}
+redis://{{ .Release.Name }}-redis.{{ .Release.Namespace }}.svc:6379/0
+{{- else -}}
+{{ required "redis.url is required when redis.bundled is false" .Values.redis.url }}
+{{- end }}
+{{- end }}
+
+{{- define "tether.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  runAsGroup: 10001
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{- define "tether.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  runAsNonRoot: true
+  capabilities:
+    drop: ["ALL"]
+{{- end }}
+
+{{- define "tether.env" -}}
+- name: TETHER_SYSTEM_NAMESPACE
+  value: {{ .Release.Namespace }}
+- name: TETHER_REDIS_URL
+  value: {{ include "tether.redisUrl" . | quote }}
+- name: TETHER_RETENTION_SECONDS
+  value: {{ .Values.retentionSeconds | quote }}
+- name: TETHER_RUN_TOKEN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Release.Name }}-run-token-key
+      key: key
+{{- end }}
