@@ -5,11 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 # The repo's operator/ folder would shadow the standard library's `operator` module if the
 # working directory landed on sys.path (as `python -m` does); Python 3.11+ can refuse that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv control-plane system-deps crds crds-check lint format test check up down demo bench
+.PHONY: venv control-plane system-deps crds crds-check lint format test check up down demo bench images kind-up kind-deploy kind-e2e
 
 venv: $(STAMP)
 
@@ -67,3 +68,36 @@ demo: venv
 ## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
 bench: venv control-plane system-deps
 	$(PY) bench/overhead.py
+
+# -- Real clusters, for users with Docker (not exercised by CI: these machines have no Docker) --
+
+IMAGE_REGISTRY ?= ghcr.io/tether-dev
+IMAGE_TAG ?= 0.1.0
+KIND_CLUSTER ?= tether
+IMAGES := operator gateway sandbox
+
+## Build the operator, gateway and sandbox images.
+images:
+	@for target in $(IMAGES); do \
+	  docker build --target $$target -t $(IMAGE_REGISTRY)/tether-$$target:$(IMAGE_TAG) . || exit 1; \
+	done
+
+kind-up:
+	kind create cluster --name $(KIND_CLUSTER) --config deploy/kind-config.yaml
+
+## Build the images, load them into kind, and helm install Tether.
+kind-deploy: images control-plane
+	@for target in $(IMAGES); do \
+	  kind load docker-image $(IMAGE_REGISTRY)/tether-$$target:$(IMAGE_TAG) --name $(KIND_CLUSTER) || exit 1; \
+	done
+	$(HELM) upgrade --install tether charts/tether -n tether-system --create-namespace \
+	  --set image.registry=$(IMAGE_REGISTRY) --set image.tag=$(IMAGE_TAG) \
+	  --set image.pullPolicy=Never --wait --timeout 5m
+
+## The SDK e2e suite against the kind deployment, through a port-forward.
+kind-e2e: venv
+	@kubectl -n tether-system port-forward svc/tether-gateway 18080:8080 >/dev/null & \
+	  trap "kill $$!" EXIT; sleep 2; \
+	  TETHER_E2E_URL=http://127.0.0.1:18080 \
+	  TETHER_E2E_API_KEY=$$(kubectl -n tether-system get secret api-key-tenant-default -o jsonpath='{.data.key}' | base64 -d) \
+	  $(VENV)/bin/pytest tests/e2e

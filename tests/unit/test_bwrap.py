@@ -5,10 +5,13 @@ from pathlib import Path
 from tether.devnode.bwrap import Mount, bwrap_argv
 
 
-def test_host_folders_under_tmp_are_bound_after_the_fresh_tmp():
-    argv = bwrap_argv(["python"], [], {}, None, None, ["/tmp"])
-    assert argv.index("--tmpfs") < argv.index("--ro-bind", argv.index("--tmpfs"))
-    assert argv[argv.index("--tmpfs") + 1] == "/tmp"
+def test_the_image_stand_in_is_bound_after_tmp_and_the_pods_volumes():
+    """A checkout under /tmp must stay visible when the pod mounts its own /tmp."""
+    argv = bwrap_argv(["python"], [Mount(Path("/var/vol/tmp"), "/tmp")], {}, None, None, ["/tmp"])
+    tmpfs = argv.index("--tmpfs")
+    volume = argv.index("/var/vol/tmp")
+    stand_in = len(argv) - 1 - argv[::-1].index("/tmp")  # the last "/tmp": the host folder bind
+    assert tmpfs < volume < stand_in
 
 
 def test_volumes_land_at_their_mount_paths_and_env_is_exactly_the_pods():

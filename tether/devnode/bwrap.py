@@ -41,14 +41,17 @@ def bwrap_argv(
     host_dirs: Iterable[str],
 ) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"]
-    # The fresh /tmp first: host folders that live under /tmp (a checkout, a venv) are bound on
-    # top of it rather than hidden by it.
     argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for directory in (*SYSTEM_DIRS, *host_dirs):
+    for directory in SYSTEM_DIRS:
         if os.path.exists(directory):
             argv += ["--ro-bind", directory, directory]
     for mount in mounts:
         argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.host), mount.path]
+    # The image stand-in last: a checkout or venv under /tmp stays visible even when the pod
+    # mounts its own /tmp.
+    for directory in host_dirs:
+        if os.path.exists(directory):
+            argv += ["--ro-bind", directory, directory]
     if uid is not None:
         argv += ["--unshare-user", "--uid", str(uid), "--gid", str(uid)]
     argv += ["--clearenv"]

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One build, three images: `make images` (or docker build --target operator|gateway|sandbox).
+
+FROM python:3.11-slim AS app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY tether tether
+COPY operator operator
+COPY gateway gateway
+COPY sandbox sandbox
+RUN pip install --prefix=/install .
+
+FROM python:3.11-slim AS service
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
+COPY --from=app /install /usr/local
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin tether
+USER 10001
+WORKDIR /tmp
+
+FROM service AS operator
+CMD ["python", "-m", "tether.operator"]
+
+FROM service AS gateway
+EXPOSE 8080
+CMD ["python", "-m", "tether.gateway"]
+
+# The sandbox: where agents run code. Common data tools, and Chromium for the browser tools
+# to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
+FROM python:3.11-slim AS sandbox
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bash ca-certificates curl jq chromium fonts-liberation \
+ && rm -rf /var/lib/apt/lists/*
+RUN pip install "pandas>=2.2,<3" "numpy>=2,<3" "requests>=2.32,<3" "beautifulsoup4>=4.12,<5" "lxml>=5,<7"
+COPY --from=app /install /usr/local
+RUN useradd --uid 1000 --home-dir /workspace --shell /bin/bash sandbox && mkdir -p /workspace \
+ && chown 1000:1000 /workspace
+USER 1000
+WORKDIR /workspace
+CMD ["python", "-m", "tether.sandbox.workspace"]
