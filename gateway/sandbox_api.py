@@ -7,6 +7,7 @@ its workspace files here; the operator reads them back when the pod ends.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -15,8 +16,9 @@ from aiohttp import web
 from tether import catalog, run_tokens
 from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
 from tether.api.model import ModelSpec
+from tether.model_turn import relay
 from tether.providers import ProviderError
-from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
+from tether.providers.base import ModelRequest
 from tether.run_store import FILES_LIMIT
 
 from .errors import ApiError
@@ -76,51 +78,33 @@ async def generate(request: web.Request) -> web.Response:
     try:
         provider = await state.providers.for_model(model)
         index = await state.runs.next_index(ns, name)
-        text: list[str] = []
-        calls: list[dict[str, Any]] = []
-        usage = Usage(0, 0)
-        async for output in provider.generate(
+        turn = await relay(
+            provider,
             ModelRequest(
                 model=spec.upstream_model or model["metadata"]["name"],
                 steps=[Step.from_wire(s).to_wire() for s in body.get("steps") or []],
                 system_instruction=body.get("system_instruction"),
                 tools=body.get("tools") or [],
-            )
-        ):
-            match output:
-                case TextDelta(text=delta):
-                    if not text:
-                        await _emit(
-                            state, claims, "step.start", index=index, step={"type": "model_output"}
-                        )
-                    text.append(delta)
-                    await _emit(
-                        state,
-                        claims,
-                        "step.delta",
-                        index=index,
-                        delta={"type": "text", "text": delta},
-                    )
-                case FunctionCall():
-                    calls.append(
-                        {"id": output.id, "name": output.name, "arguments": output.arguments}
-                    )
-                case Usage():
-                    usage = output
+            ),
+            functools.partial(_emit, state, claims),
+            index,
+        )
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error
-    if text:
-        await _emit(state, claims, "step.stop", index=index)
+    if turn.text:
         await state.runs.append_step(
-            ns, name, {"type": "model_output", "content": [{"type": "text", "text": "".join(text)}]}
+            ns, name, {"type": "model_output", "content": [{"type": "text", "text": turn.text}]}
         )
+    usage = turn.usage
     total_in, total_out = await state.runs.add_usage(
         ns, name, usage.input_tokens, usage.output_tokens
     )
     return web.json_response(
         {
-            "text": "".join(text),
-            "function_calls": calls,
+            "text": turn.text,
+            "function_calls": [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.calls
+            ],
             "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
             "budget_exceeded": claims.budget is not None and total_in + total_out > claims.budget,
         }

@@ -16,8 +16,9 @@ from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
 from tether.chain import RunError, conversation
 from tether.events import mark_unstored
+from tether.model_turn import relay
 from tether.providers import ProviderError
-from tether.providers.base import FunctionCall, ModelRequest, TextDelta, Usage
+from tether.providers.base import ModelRequest
 
 from . import metrics
 from .context import Context
@@ -145,44 +146,26 @@ async def _call_model(
         generation_config=spec.generation_config.to_wire() if spec.generation_config else {},
     )
 
-    text: list[str] = []
-    calls: list[dict[str, Any]] = []
-    usage = Usage(0, 0)
-    first = True
-    async for output in provider.generate(request):
-        if first:
-            metrics.FIRST_OUTPUT.observe(time.monotonic() - started)
-            first = False
-        match output:
-            case TextDelta(text=delta):
-                if not text:
-                    await emit("step.start", index=0, step={"type": "model_output"})
-                text.append(delta)
-                await emit("step.delta", index=0, delta={"type": "text", "text": delta})
-            case FunctionCall():
-                if text and not calls:
-                    await emit("step.stop", index=0)
-                step = {
-                    "type": "function_call",
-                    "id": output.id,
-                    "name": output.name,
-                    "arguments": output.arguments,
-                }
-                index = len(calls) + (1 if text else 0)
-                await emit("step.start", index=index, step=step)
-                await emit("step.stop", index=index)
-                calls.append(step)
-            case Usage():
-                usage = output
-    if text and not calls:
-        await emit("step.stop", index=0)
-
+    turn = await relay(
+        provider,
+        request,
+        emit,
+        index=0,
+        on_first_output=lambda: metrics.FIRST_OUTPUT.observe(time.monotonic() - started),
+    )
     steps_out: list[dict[str, Any]] = []
-    if text:
-        steps_out.append(
-            {"type": "model_output", "content": [{"type": "text", "text": "".join(text)}]}
-        )
-    steps_out.extend(calls)
+    if turn.text:
+        steps_out.append({"type": "model_output", "content": [{"type": "text", "text": turn.text}]})
+    calls = [
+        {"type": "function_call", "id": c.id, "name": c.name, "arguments": c.arguments}
+        for c in turn.calls
+    ]
+    for call in calls:
+        index = len(steps_out)
+        await emit("step.start", index=index, step=call)
+        await emit("step.stop", index=index)
+        steps_out.append(call)
+    usage = turn.usage
     return Outcome(
         phase="requires_action" if calls else "completed",
         steps=[Step.from_wire(s).to_kube() for s in steps_out],

@@ -258,11 +258,10 @@ class DevStack:
 
     def start_devnode(self) -> None:
         """The process-based stand-in for a kubelet (dev only, no isolation)."""
-        log = self.logs / "devnode.log"
-        self.procs["devnode"] = spawn(
+        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
+        self._service(
+            "devnode",
             [
-                sys.executable,
-                "-m",
                 "tether.devnode",
                 "--name",
                 DEV_NODE,
@@ -271,41 +270,22 @@ class DevStack:
                 "--logs-port",
                 str(self.kubelet_port),
             ],
-            log,
-            self._env(),
-            cwd=self.workdir,
-        )
-        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
-        wait_until(
-            "dev node",
             lambda: _node_ready(core, DEV_NODE),
-            30,
-            [("devnode", self.procs["devnode"], log)],
         )
 
     def start_operator(self) -> None:
-        log = self.logs / "operator.log"
-        self.procs["operator"] = spawn(
-            [sys.executable, "-m", "tether.operator"], log, self._env(), cwd=self.workdir
-        )
-        wait_until(
-            "operator",
-            lambda: http_ok(self.operator_metrics_url),
-            60,
-            [("operator", self.procs["operator"], log)],
-        )
+        self._service("operator", ["tether.operator"], lambda: http_ok(self.operator_metrics_url))
 
     def start_gateway(self) -> None:
-        log = self.logs / "gateway.log"
-        self.procs["gateway"] = spawn(
-            [sys.executable, "-m", "tether.gateway"], log, self._env(), cwd=self.workdir
+        self._service("gateway", ["tether.gateway"], lambda: http_ok(f"{self.url}/healthz"))
+
+    def _service(self, name: str, module: list[str], ready, timeout: float = 60) -> None:
+        """Run `python -m <module>` with the stack's environment until `ready` holds."""
+        log = self.logs / f"{name}.log"
+        self.procs[name] = spawn(
+            [sys.executable, "-m", *module], log, self._env(), cwd=self.workdir
         )
-        wait_until(
-            "gateway",
-            lambda: http_ok(f"{self.url}/healthz"),
-            60,
-            [("gateway", self.procs["gateway"], log)],
-        )
+        wait_until(name, ready, timeout, [(name, self.procs[name], log)])
 
     def stop_service(self, name: str) -> None:
         if proc := self.procs.pop(name, None):
