@@ -58,6 +58,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     state, namespace = request.app[STATE], request["namespace"]
     create_request = CreateInteractionRequest.from_wire(await read_json(request))
     spec = create_request.spec()
+    _refuse_what_would_be_ignored(spec)
     await _check_target(state, namespace, spec.model, spec.agent)
     if spec.previous_interaction_id:
         await _check_previous(state, namespace, spec.previous_interaction_id)
@@ -174,6 +175,25 @@ async def _get(state: State, namespace: str, name: str) -> dict[str, Any]:
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         raise not_found("interaction", name)
     return obj
+
+
+def _refuse_what_would_be_ignored(spec) -> None:
+    """Say no now rather than accept a setting that nothing would act on."""
+    if spec.webhook_config is not None:
+        raise ApiError(
+            400,
+            "webhook_config is not supported yet: stream the interaction, or poll it",
+            "unimplemented",
+        )
+    if isinstance(spec.environment, str) and spec.environment != "remote":
+        raise ApiError(
+            400,
+            f"environment {spec.environment!r}: persistent Environments are not supported yet; "
+            'use "remote" or an environment object',
+            "unimplemented",
+        )
+    if spec.environment is not None and spec.model:
+        raise ApiError(400, "environment applies only to agent interactions")
 
 
 async def _check_target(state: State, namespace: str, model: str | None, agent: str | None) -> None:

@@ -144,6 +144,7 @@ async def _call_model(
         system_instruction=spec.system_instruction,
         tools=[tool.to_wire() for tool in spec.tools or []],
         generation_config=spec.generation_config.to_wire() if spec.generation_config else {},
+        response_format=spec.response_format if isinstance(spec.response_format, dict) else None,
     )
 
     turn = await relay(

@@ -176,3 +176,22 @@ def test_an_unknown_agent_is_a_404_naming_it(http):
         http.post("/v1/interactions", json={"agent": "deep-research-pro", "input": "x"})
     )
     assert (status, code, message) == (404, "not_found", "agent 'deep-research-pro' not found")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"webhook_config": {"uris": ["https://hooks.example/x"]}},
+            "webhook_config is not supported yet",
+        ),
+        ({"environment": "env-123"}, "persistent Environments are not supported yet"),
+        ({"environment": "remote"}, "environment applies only to agent interactions"),
+    ],
+)
+def test_settings_nothing_would_act_on_are_refused_not_ignored(http, extra, message):
+    status, _, text = error_of(
+        http.post("/v1/interactions", json={"model": "echo", "input": "x", **extra})
+    )
+    assert status == 400
+    assert message in text

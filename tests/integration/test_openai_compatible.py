@@ -150,3 +150,12 @@ def test_a_tool_exchange_earlier_in_the_chain_reaches_the_upstream_intact(client
     roles = [m["role"] for m in upstream.requests[-1]["messages"]]
     assert roles == ["user", "assistant", "tool", "assistant", "user"]
     assert upstream.requests[-1]["messages"][2]["tool_call_id"] == asked.steps[0].id
+
+
+def test_a_response_format_reaches_the_upstream_as_a_json_schema(client, upstream):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}}
+    client.interactions.create(model="local-llm", input="answer?", response_format=schema)
+    assert upstream.requests[-1]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": schema},
+    }

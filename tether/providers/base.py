@@ -16,6 +16,8 @@ class ModelRequest:
     system_instruction: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     generation_config: dict[str, Any] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
+    """A JSON schema the answer must follow."""
 
 
 @dataclass(frozen=True)

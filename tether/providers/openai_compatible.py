@@ -97,6 +97,11 @@ class OpenAICompatibleProvider:
         }
         if tools := chat_tools(request.tools):
             options["tools"] = tools
+        if request.response_format:
+            options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "response", "schema": request.response_format},
+            }
         calls: dict[int, dict[str, str]] = {}
         try:
             stream = await self.client.chat.completions.create(
