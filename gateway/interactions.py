@@ -18,6 +18,7 @@ from tether.api.interaction import (
     KIND_LABEL,
     TERMINAL_PHASES,
     CreateInteractionRequest,
+    InteractionSpec,
 )
 from tether.api.views import interaction_view
 from tether.events import InvalidEventId, check_event_id, was_unstored
@@ -177,7 +178,7 @@ async def _get(state: State, namespace: str, name: str) -> dict[str, Any]:
     return obj
 
 
-def _refuse_what_would_be_ignored(spec) -> None:
+def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
     """Say no now rather than accept a setting that nothing would act on."""
     if spec.webhook_config is not None:
         raise ApiError(

@@ -91,9 +91,19 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
 
 
 async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
-    """Start an agent run; a stale event for it never starts it again in this process."""
+    """Start an agent run; a stale event for it never starts it again in this process, and a
+    start that breaks ends the run with the reason instead of leaving it queued in silence."""
     try:
         await start_agent_run(ctx, obj)
+    except Exception as error:
+        log.exception("could not start the sandbox of %s", obj["metadata"]["name"])
+        message = f"the sandbox could not be started ({type(error).__name__}: {error})"[:2000]
+        await finish_now(
+            ctx,
+            obj,
+            Outcome("failed", errors=[{"code": "sandbox_start_failed", "message": message}]),
+            "agent",
+        )
     finally:
         ctx.runs.finished(obj["metadata"]["uid"])
 

@@ -63,6 +63,3 @@ class Runs:
         self._cancel_requested.discard(uid)
         if not task.cancelled() and (error := task.exception()):
             log.error("run %s crashed", uid, exc_info=error)
-
-    def __len__(self) -> int:
-        return len(self._tasks)

@@ -10,6 +10,7 @@ import httpx
 import kubernetes
 import pytest
 
+from tests.conftest import sdk_client
 from tests.integration.test_sdk_interactions import wait_until_ended
 
 
@@ -267,3 +268,16 @@ def test_sandbox_metrics_are_exported(stack):
     assert "tether_sandboxes_active" in operator
     gateway = httpx.get(f"{stack.url}/metrics").text
     assert "tether_sandbox_first_model_call_seconds_count" in gateway
+
+
+def test_a_sandbox_the_cluster_refuses_fails_the_run_with_the_reason(stack):
+    key = stack.add_tenant("tenant-quota")
+    kubernetes.client.CoreV1Api(stack.control_plane.api_client()).create_namespaced_resource_quota(
+        "tenant-quota", {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    )
+    quota_client = sdk_client(stack.url, key)
+    started = quota_client.interactions.create(agent="eva", input="go", background=True)
+    done = wait_until_ended(quota_client, started.id, timeout=30)
+    assert done.status == "failed"
+    assert done.errors[0].code == "sandbox_start_failed"
+    assert "exceeded quota" in done.errors[0].message
