@@ -401,7 +401,7 @@ def up(state: Path) -> int:
             env={**os.environ, "PYTHONSAFEPATH": "1"},
         )
     pidfile.write_text(str(supervisor.pid))
-    print("Starting Tether: control plane, Redis, operator, gateway ...", flush=True)
+    print("Starting Tether: control plane, Redis, dev node, operator, gateway ...", flush=True)
     try:
         wait_until("Tether", (state / "env").exists, 180, [("supervisor", supervisor, log)])
     except StartupError as error:
