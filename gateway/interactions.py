@@ -22,6 +22,7 @@ from tether.api.interaction import (
 )
 from tether.api.views import interaction_view
 from tether.events import InvalidEventId, check_event_id, was_unstored
+from tether.lifecycle import erase
 
 from .errors import ApiError, not_found
 from .state import STATE, State
@@ -134,9 +135,8 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    if not await state.kube.delete("interactions", namespace, name):
+    if not await erase(state.kube, state.events, state.runs, namespace, name):
         raise not_found("interaction", name)
-    await state.events.delete(namespace, name)
     return web.json_response({})
 
 

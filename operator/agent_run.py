@@ -54,51 +54,26 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = InteractionSpec.from_kube(obj["spec"])
     try:
-        agent_name, specs = await resolve_agent(ctx, namespace, spec.agent)
-        run = agents.resolve(agent_name, specs, spec)
-        files = agents.workspace_files(run)
-        if (
-            await catalog.find(
-                ctx.kube, "models", [namespace, ctx.settings.system_namespace], run.model
+        if not ctx.settings.run_token_key:
+            raise RunError(
+                "agents_unavailable",
+                "agent runs are not configured: the operator has no TETHER_RUN_TOKEN_KEY",
             )
-            is None
-        ):
+        agent_name, specs = await resolve_agent(ctx, namespace, spec.agent)
+        try:
+            run = agents.resolve(agent_name, specs, spec)
+            files = agents.workspace_files(run)
+        except agents.AgentConfigError as error:
+            raise RunError("invalid_agent", str(error)) from error
+        namespaces = [namespace, ctx.settings.system_namespace]
+        if await catalog.find(ctx.kube, "models", namespaces, run.model) is None:
             raise RunError(
                 "model_not_found", f"model {run.model!r} (of agent {agent_name!r}) not found"
             )
         steps = await conversation(ctx.kube, namespace, spec)
-    except agents.AgentConfigError as error:
-        await finish_now(
-            ctx,
-            obj,
-            Outcome("failed", errors=[{"code": "invalid_agent", "message": str(error)}]),
-            "agent",
-        )
-        return
     except ProviderError as error:
-        await finish_now(
-            ctx,
-            obj,
-            Outcome("failed", errors=[{"code": error.code, "message": error.message}]),
-            "agent",
-        )
-        return
-    if not ctx.settings.run_token_key:
-        await finish_now(
-            ctx,
-            obj,
-            Outcome(
-                "failed",
-                errors=[
-                    {
-                        "code": "agents_unavailable",
-                        "message": "agent runs are not configured: "
-                        "the operator has no TETHER_RUN_TOKEN_KEY",
-                    }
-                ],
-            ),
-            "agent",
-        )
+        failed = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
+        await finish_now(ctx, obj, failed, "agent")
         return
 
     token = run_tokens.issue(
@@ -122,13 +97,11 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         "tools": run.tools,
         "max_steps": run.max_steps,
         "files": files,
-        "steps": [Step.from_wire(s).to_wire() for s in steps],
+        "steps": steps,
     }
     core = ctx.kube.core
     networking = client.NetworkingV1Api(ctx.kube.api)
     pod = sandbox_pod(obj, run, place)
-    if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
-        pod["metadata"]["annotations"] = {ACCEPTED_ANNOTATION: accepted}
     await _create(
         core.create_namespaced_secret(namespace, run_token_secret(obj, token, loop_input))
     )

@@ -20,6 +20,7 @@ from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.lifecycle import erase
 from tether.settings import Settings
 
 from . import metrics
@@ -131,10 +132,10 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     interaction = await ctx.kube.get(
         "interactions", namespace, body.metadata.labels[INTERACTION_LABEL]
     )
-    if interaction is None or (interaction.get("status") or {}).get("phase") in TERMINAL_PHASES:
-        await delete_children(
-            ctx, namespace, body.metadata.labels[SANDBOX_LABEL].removeprefix("sbx-")
-        )
+    if interaction is None:
+        return  # the garbage collector removes what a deleted interaction owned
+    if (interaction.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        await delete_children(ctx, namespace, interaction["metadata"]["uid"])
         return
     await finish_agent_run(ctx, interaction, dict(body))
 
@@ -150,7 +151,7 @@ async def sweep_expired(ctx: Context) -> None:
 
 
 async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
-    """Delete (with their event logs) the interactions that ended before the retention cutoff."""
+    """Erase the interactions that ended before the retention cutoff."""
     cutoff = now - dt.timedelta(seconds=ctx.settings.retention_seconds)
     found = await ctx.kube.custom.list_cluster_custom_object(GROUP, VERSION, "interactions")
     deleted = []
@@ -159,8 +160,7 @@ async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
         updated = status.get("updated")
         if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
             meta = item["metadata"]
-            await ctx.kube.delete("interactions", meta["namespace"], meta["name"])
-            await ctx.events.delete(meta["namespace"], meta["name"])
+            await erase(ctx.kube, ctx.events, ctx.run_store, meta["namespace"], meta["name"])
             deleted.append(f"{meta['namespace']}/{meta['name']}")
     if deleted:
         log.info("retention: deleted %d finished interactions", len(deleted))

@@ -14,6 +14,7 @@ from typing import Any
 
 from tether.agents import AgentRun
 from tether.api import API_VERSION
+from tether.api.interaction import ACCEPTED_ANNOTATION
 
 SANDBOX_LABEL = "tether.dev/sandbox"
 INTERACTION_LABEL = "tether.dev/interaction"
@@ -180,7 +181,10 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
         spec["runtimeClassName"] = runtime_class
     if place.node_name:
         spec["nodeName"] = place.node_name
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(interaction), "spec": spec}
+    metadata = _metadata(interaction)
+    if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
+        metadata["annotations"] = {ACCEPTED_ANNOTATION: accepted}  # for start-latency metrics
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 def _network(network) -> str | dict[str, list[str]]:

@@ -37,7 +37,9 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
     merged = AgentSpec()
     for spec in specs:
         merged = _overlay(merged, spec)
-    config = _overlay_config(merged.agent_config or AgentConfig(), request.agent_config)
+    config = merged.agent_config or AgentConfig()
+    if request.agent_config is not None:
+        config = _overlay(config, request.agent_config)
     if not config.model:
         raise AgentConfigError(
             f"agent {agent!r} names no model: set agent_config.model in the request or the Agent"
@@ -96,9 +98,3 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _overlay_config(base: AgentConfig, top: AgentConfig | None) -> AgentConfig:
-    if top is None:
-        return base
-    return _overlay(base, top)
