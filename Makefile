@@ -10,7 +10,7 @@ HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 # working directory landed on sys.path (as `python -m` does); Python 3.11+ can refuse that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: venv control-plane system-deps crds crds-check lint format test check up down demo bench images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane system-deps crds crds-check lint format test chaos fuzz check up down demo bench images kind-up kind-deploy kind-e2e
 
 venv: $(STAMP)
 
@@ -49,7 +49,17 @@ format: venv
 
 ## The whole suite: unit tests and integration tests against a real local control plane.
 test: venv control-plane system-deps
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --ignore=tests/chaos $(PYTEST_ARGS)
+
+## The fault and load suite (under 5 min): kills the operator, gateway, Redis and API server of
+## a stack of its own under load, then checks every run ended exactly once. CHAOS_* tune it.
+chaos: venv control-plane system-deps
+	$(VENV)/bin/pytest tests/chaos $(PYTEST_ARGS)
+
+## The fuzzing alone (part of `make test`): schemathesis from /openapi.json, seeded, and the
+## hand-written hostile inputs, each in a tenant of its own; prints how many requests it sent.
+fuzz: venv control-plane system-deps
+	$(VENV)/bin/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 
 check: lint crds-check test
 

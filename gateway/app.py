@@ -7,11 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
 
+from tether import redis_connection
 from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.outputs import Outputs
 from tether.run_store import RunStore
 from tether.settings import Settings
 
@@ -22,11 +23,14 @@ from .metrics import metrics_endpoint, metrics_middleware
 from .openapi import openapi_document
 from .state import SETTINGS, STATE, State
 
+MAX_LINE_BYTES = 32 * 1024
+"""The longest request line (URL) and header field the gateway reads."""
+
 
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     kube = await Kube.connect(settings, component="tether-gateway")
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_connection.connect(settings)
     keys = ApiKeys(kube, settings.system_namespace)
     await keys.load()  # serve no request before the keys are known
     watching = asyncio.create_task(keys.watch())
@@ -36,6 +40,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         events=EventLog(redis, settings.event_ttl_seconds),
         keys=keys,
         runs=RunStore(redis, settings.retention_seconds),
+        outputs=Outputs(redis, settings.retention_seconds),
         providers=Providers(kube),
     )
     yield
@@ -62,7 +67,12 @@ def create_app(settings: Settings | None = None) -> web.Application:
             metrics_middleware,
             error_middleware,
             auth_middleware(lambda app: app[STATE].keys),
+            interactions.interaction_id_middleware,
         ],
+        # aiohttp answers a request line or header over these limits itself, in plain text,
+        # before any middleware runs; 8 KiB (its default) is too little for a list URL with
+        # many label filters and a page token, so only absurd requests meet that answer.
+        handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
     )
     app[SETTINGS] = settings
     app[MAX_BODY_BYTES] = settings.max_body_bytes

@@ -8,6 +8,10 @@ import logging
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tether.kube import unavailable
 
 log = logging.getLogger("tether.gateway")
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
@@ -74,6 +78,11 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(error.status, error.code, error.message)
     except ValidationError as error:
         return error_response(400, "invalid_argument", describe_validation(error))
+    except web.RequestPayloadError as error:  # a body its content-encoding cannot decode
+        message = str(error).replace("\n", " ").replace("400, message:", "").strip()
+        response = error_response(400, "invalid_argument", f"request body: {message}")
+        response.force_close()  # the rest of the body is unreadable: this connection is done
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(
             413,
@@ -88,7 +97,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         )
     except ApiException as error:
         return _from_kubernetes(error)
-    except Exception:
+    except Exception as error:
+        if unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError):
+            log.warning("%s %s: a backend is away: %r", request.method, request.path, error)
+            return error_response(503, "unavailable", "the service is not answering; try again")
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; the gateway log has the details")
 

@@ -3,46 +3,50 @@ GET /v1/interactions/{id}/logs: its sandbox's log while it runs."""
 
 from __future__ import annotations
 
-import io
+import asyncio
 import mimetypes
-import tarfile
 
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from tether import workspace_archive
 
 from .errors import ApiError
 from .state import STATE
 
 
-async def _archive(request: web.Request) -> tarfile.TarFile | None:
+async def _archive(request: web.Request) -> bytes | None:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
     if await state.kube.get("interactions", namespace, name) is None:
         raise ApiError(404, f"interaction {name!r} not found")
-    data = await state.runs.files(namespace, name)
-    return tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") if data else None
+    return await state.runs.files(namespace, name)
+
+
+async def _unpack(request: web.Request, read, *args):
+    """Run a workspace_archive reader off the event loop; an unreadable archive is a 404 that
+    says so (uploads are checked, so only a damaged store gets here), never a 500."""
+    try:
+        return await asyncio.to_thread(read, *args)
+    except workspace_archive.InvalidArchive as error:
+        raise ApiError(
+            404, f"the files of interaction {request.match_info['id']!r} cannot be read: {error}"
+        ) from error
 
 
 async def list_files(request: web.Request) -> web.Response:
-    archive = await _archive(request)
-    files = [
-        {"path": member.name, "bytes": member.size}
-        for member in (archive.getmembers() if archive else [])
-        if member.isfile()
-    ]
+    data = await _archive(request)
+    files = await _unpack(request, workspace_archive.files, data) if data else []
     return web.json_response({"files": files})
 
 
 async def get_file(request: web.Request) -> web.Response:
     path = request.match_info["path"]
-    archive = await _archive(request)
-    try:
-        member = archive.getmember(path) if archive else None
-    except KeyError:
-        member = None
-    if member is None or not member.isfile():
+    data = await _archive(request)
+    content = await _unpack(request, workspace_archive.read, data, path) if data else None
+    if content is None:
         raise ApiError(404, f"file {path!r} not found in interaction {request.match_info['id']!r}")
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return web.Response(body=archive.extractfile(member).read(), content_type=content_type)
+    return web.Response(body=content, content_type=content_type)
 
 
 def add_routes(app: web.Application) -> None:
@@ -62,6 +66,9 @@ async def get_logs(request: web.Request) -> web.Response:
     container = request.query.get("container", "agent")
     if container not in ("agent", "workspace"):
         raise ApiError(400, "container must be agent or workspace")
+    tail = request.query.get("tail_lines", "200")
+    if not (tail.isascii() and tail.isdigit() and len(tail) <= 6 and 1 <= int(tail) <= 100_000):
+        raise ApiError(400, f"tail_lines must be a whole number from 1 to 100000, not {tail!r}")
     if not pod:
         raise ApiError(404, f"interaction {name!r} has no sandbox (only agent runs have one)")
     try:
@@ -69,7 +76,7 @@ async def get_logs(request: web.Request) -> web.Response:
             pod,
             namespace,
             container=container,
-            tail_lines=int(request.query.get("tail_lines", 200)),
+            tail_lines=int(tail),
         )
     except ApiException as error:
         if error.status in (400, 404):

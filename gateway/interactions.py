@@ -4,45 +4,118 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import catalog
+from tether import catalog, sandbox_policy
 from tether.api import API_VERSION
+from tether.api.common import SandboxEnvironment
 from tether.api.interaction import (
     ACCEPTED_ANNOTATION,
     CANCEL_ANNOTATION,
     KIND_LABEL,
+    MAX_SPEC_BYTES,
     TERMINAL_PHASES,
     CreateInteractionRequest,
     InteractionSpec,
+    InvalidInteractionId,
+    Phase,
+    check_interaction_id,
 )
+from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
+from tether.chain import RunError, output_steps
+from tether.conversation import awaited_calls, function_results_problem, input_steps
 from tether.events import InvalidEventId, check_event_id, was_unstored
 from tether.lifecycle import erase
+from tether.providers.capabilities import refusals
 
+from . import idempotency
 from .errors import ApiError, not_found
 from .state import STATE, State
 from .streaming import stream_events, wait_for_end
+
+log = logging.getLogger("tether.gateway")
 
 
 def new_id() -> str:
     return f"ix-{secrets.token_hex(10)}"
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply a request body may nest objects and arrays: far beyond any real tool schema, and
+far below where parsing, validation or the Kubernetes API would run out of stack."""
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; every way it can be malformed is a 400 saying how."""
+    raw = await request.read()
+    charset = request.charset or "utf-8"
     try:
-        body = await request.json()
+        text = raw.decode(charset)
+    except LookupError as error:
+        raise ApiError(400, f"unknown charset {charset!r} in content-type") from error
+    except UnicodeDecodeError as error:
+        raise ApiError(
+            400, f"request body is not valid {charset}: {error.reason} at byte {error.start}"
+        ) from error
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise ApiError(
             400, f"request body is not valid JSON: {error.msg} at position {error.pos}"
         ) from error
+    except RecursionError as error:
+        raise _too_deep() from error
+    except ValueError as error:  # e.g. an integer literal over Python's 4,300 digits
+        raise ApiError(400, f"request body is not valid JSON: {error}") from error
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise _too_deep()
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
     return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400, f"request body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+    )
+
+
+def json_depth(value: Any) -> int:
+    """How many objects and arrays deep a parsed JSON value nests (a scalar is 0), without
+    recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+@web.middleware
+async def interaction_id_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every route's `{id}` is an interaction id, checked against the one pattern before any
+    handler sees it: `.`, `..` and encoded slashes never reach the Kubernetes API."""
+    if (name := request.match_info.get("id")) is not None:
+        try:
+            check_interaction_id(name)
+        except InvalidInteractionId as error:
+            raise ApiError(400, str(error)) from error
+    return await handler(request)
 
 
 def query_flag(request: web.Request, name: str, default: bool) -> bool:
@@ -61,37 +134,111 @@ async def create(request: web.Request) -> web.StreamResponse:
     create_request = CreateInteractionRequest.from_wire(await read_json(request))
     spec = create_request.spec()
     _refuse_what_would_be_ignored(spec)
-    await _check_target(state, namespace, spec.model, spec.agent)
-    if spec.previous_interaction_id:
-        await _check_previous(state, namespace, spec.previous_interaction_id)
+    body = spec.to_kube()
+    fingerprint = idempotency.fingerprint(body)
+    if (size := len(fingerprint.canonical)) > MAX_SPEC_BYTES:
+        raise ApiError(
+            413,
+            f"the request is {size} bytes as stored; an interaction is at most {MAX_SPEC_BYTES}",
+        )
+    key = idempotency.key_of(request.headers)
+    if key is not None:
+        name = idempotency.interaction_id(namespace, key)
+        if existing := await _replay(state, namespace, name, fingerprint.digest):
+            return await _answer(request, state, create_request, existing)
+    else:
+        name = new_id()
+    await _check_target(state, namespace, spec)
+    await _check_previous(state, namespace, spec)
 
-    name = new_id()
     labels = {**(spec.labels or {}), KIND_LABEL: "model" if spec.model else "agent"}
-    created = await state.kube.create(
-        "interactions",
-        namespace,
-        {
-            "apiVersion": API_VERSION,
-            "kind": "Interaction",
-            "metadata": {
-                "name": name,
-                "labels": labels,
-                "annotations": {ACCEPTED_ANNOTATION: f"{time.time():.6f}"},
-            },
-            "spec": spec.to_kube(),
-        },
-    )
+    annotations = {ACCEPTED_ANNOTATION: f"{time.time():.6f}"}
+    if key is not None:
+        annotations[idempotency.REQUEST_ANNOTATION] = fingerprint.digest
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": "Interaction",
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": body,
+    }
+    try:
+        created = await state.kube.create("interactions", namespace, manifest)
+    except ApiException as error:
+        # The same key at the same moment from another request: answer as that one does.
+        if error.status != 409 or key is None:
+            raise
+        existing = await _replay(state, namespace, name, fingerprint.digest)
+        if existing is None:
+            raise
+        created = existing
+    return await _answer(request, state, create_request, created)
+
+
+async def _replay(state: State, namespace: str, name: str, digest: str) -> dict[str, Any] | None:
+    """The interaction an Idempotency-Key already created, if it is still there."""
+    obj = await state.kube.get("interactions", namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        if await was_unstored(state.events.redis, namespace, name):
+            raise ApiError(
+                400,
+                f"this Idempotency-Key created interaction {name!r} with store=false; it has "
+                "ended and was not kept",
+                "failed_precondition",
+            )
+        return None
+    if (obj["metadata"].get("annotations") or {}).get(idempotency.REQUEST_ANNOTATION) != digest:
+        raise ApiError(
+            422,
+            f"this Idempotency-Key was used for a different request (interaction {name!r}); "
+            "use a new key for a new request",
+        )
+    return obj
+
+
+async def _answer(
+    request: web.Request, state: State, create_request, obj: dict[str, Any]
+) -> web.StreamResponse:
+    """Answer a create once its interaction exists: never with a code the SDK retries (a 5xx,
+    408, 409, 429), or a retry would run the model again. A run that failed is answered with
+    the failed interaction itself."""
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     if create_request.stream:
         return await stream_events(request, state, namespace, name, after="0")
-    if spec.background:
-        return web.json_response(interaction_view(created, include_input=False))
-    final = await wait_for_end(state, namespace, name, state.settings.sync_wait_seconds)
-    if final is None:  # still running after the wait: answer with what there is
-        final = interaction_view(await _get(state, namespace, name), include_input=False)
-    if final["status"] == "failed":
-        error = (final.get("errors") or [{"code": "failed", "message": "the run failed"}])[0]
-        raise ApiError(502, f"interaction {name} failed: {error['message']}", error["code"])
+    ended = (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
+    if create_request.background or ended:
+        return web.json_response(await view_of(state, obj, include_input=False))
+    try:
+        final = await wait_for_end(state, namespace, name, state.settings.sync_wait_seconds)
+        if final is None:  # still running after the wait: answer with what there is
+            final = await view_of(state, await _get(state, namespace, name), include_input=False)
+    except ApiError:
+        raise
+    except Exception:
+        log.warning("could not wait for %s/%s; answering with what is known", namespace, name)
+        final = await _known(state, obj)
     return web.json_response(final)
+
+
+async def _known(state: State, obj: dict[str, Any]) -> dict[str, Any]:
+    """The interaction as it stands, or as it was created if the cluster cannot say."""
+    meta = obj["metadata"]
+    try:
+        return await view_of(state, await _get(state, meta["namespace"], meta["name"]), False)
+    except ApiError:
+        raise
+    except Exception:
+        return interaction_view(obj, include_input=False)
+
+
+async def view_of(state: State, obj: dict[str, Any], include_input: bool) -> dict[str, Any]:
+    """The wire object, with output steps kept outside the record brought back in."""
+    outputs = None
+    if (obj.get("status") or {}).get("stepsRef"):
+        try:
+            outputs = await output_steps(state.outputs, obj)
+        except RunError as error:
+            raise ApiError(410, error.message, error.code) from error
+    return interaction_view(obj, include_input=include_input, outputs=outputs)
 
 
 async def get(request: web.Request) -> web.StreamResponse:
@@ -105,9 +252,8 @@ async def get(request: web.Request) -> web.StreamResponse:
             except InvalidEventId as error:
                 raise ApiError(400, str(error)) from error
         return await stream_events(request, state, namespace, name, after=after, current=obj)
-    return web.json_response(
-        interaction_view(obj, include_input=query_flag(request, "include_input", True))
-    )
+    include_input = query_flag(request, "include_input", True)
+    return web.json_response(await view_of(state, obj, include_input))
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -115,7 +261,7 @@ async def cancel(request: web.Request) -> web.Response:
     obj = await _get(state, namespace, name)
     phase = (obj.get("status") or {}).get("phase")
     if phase == "cancelled":
-        return web.json_response(interaction_view(obj, include_input=False))
+        return web.json_response(await view_of(state, obj, include_input=False))
     if phase in TERMINAL_PHASES:
         raise ApiError(
             400,
@@ -124,18 +270,29 @@ async def cancel(request: web.Request) -> web.Response:
             "failed_precondition",
         )
     stamp = dt.datetime.now(dt.UTC).isoformat()
-    await state.kube.patch(
-        "interactions", namespace, name, {"metadata": {"annotations": {CANCEL_ANNOTATION: stamp}}}
-    )
-    final = await wait_for_end(state, namespace, name, timeout=30)
-    return web.json_response(
-        final or interaction_view(await _get(state, namespace, name), include_input=False)
-    )
+    try:
+        await state.kube.patch(
+            "interactions",
+            namespace,
+            name,
+            {"metadata": {"annotations": {CANCEL_ANNOTATION: stamp}}},
+        )
+    except ApiException as error:
+        if error.status == 404:
+            raise not_found("interaction", name) from error
+        raise
+    # The run may end otherwise first (it completed meanwhile): the answer says how it ended.
+    try:
+        final = await wait_for_end(state, namespace, name, timeout=30)
+    except Exception:
+        log.warning("could not wait for the cancel of %s/%s", namespace, name)
+        final = None
+    return web.json_response(final or await _known(state, obj))
 
 
 async def delete(request: web.Request) -> web.Response:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    if not await erase(state.kube, state.events, state.runs, namespace, name):
+    if not await erase(state.kube, state.events, namespace, name, state.runs, state.outputs):
         raise not_found("interaction", name)
     return web.json_response({})
 
@@ -153,6 +310,8 @@ async def list_(request: web.Request) -> web.Response:
     if token := request.query.get("page_token"):
         options["_continue"] = token
     if status := request.query.get("status"):
+        if status not in get_args(Phase):
+            raise ApiError(400, f"status {status!r} is not one of {', '.join(get_args(Phase))}")
         options["field_selector"] = f"status.phase={status}"
     selectors = []
     for label in request.query.getall("label", []):
@@ -162,9 +321,18 @@ async def list_(request: web.Request) -> web.Response:
         selectors.append(f"{key}={value}")
     if selectors:
         options["label_selector"] = ",".join(selectors)
-    found = await state.kube.list("interactions", namespace, **options)
+    try:
+        found = await state.kube.list("interactions", namespace, **options)
+    except ApiException as error:
+        # 410: the token's resource version was compacted away; 400 or a 504 "too large
+        # resource version": a token the API server never issued
+        if token and (error.status in (400, 410) or "Too large resource version" in error.body):
+            raise ApiError(
+                400, f"page_token {token!r} is not valid or has expired; list again without it"
+            ) from error
+        raise
     body: dict[str, Any] = {
-        "interactions": [interaction_view(item, include_input=False) for item in found["items"]]
+        "interactions": [await view_of(state, item, False) for item in found["items"]]
     }
     if next_token := found["metadata"].get("continue"):
         body["next_page_token"] = next_token
@@ -195,17 +363,47 @@ def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
         )
     if spec.environment is not None and spec.model:
         raise ApiError(400, "environment applies only to agent interactions")
+    if isinstance(spec.environment, SandboxEnvironment):
+        try:
+            sandbox_policy.refuse_secrets(spec.environment)
+        except sandbox_policy.SandboxPolicyError as error:
+            raise ApiError(400, str(error)) from error
 
 
-async def _check_target(state: State, namespace: str, model: str | None, agent: str | None) -> None:
+async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> dict | None:
+    """The model and agent named exist, and the sandbox asked for is within the platform's
+    policy, and the Model routed to honours all the spec asks: otherwise nothing is created.
+    Returns that Model (None for an agent interaction)."""
     namespaces = [namespace, state.settings.system_namespace]
-    if model and await catalog.find(state.kube, "models", namespaces, model) is None:
-        raise not_found("model", model)
-    if agent and await catalog.find(state.kube, "agents", namespaces, agent) is None:
-        raise not_found("agent", agent)
+    target = None
+    if spec.model:
+        target = await catalog.find(state.kube, "models", namespaces, spec.model)
+        if target is None:
+            raise not_found("model", spec.model)
+        provider = ModelSpec.from_kube(target["spec"]).provider
+        if refused := refusals(provider, spec.model, spec):
+            raise ApiError(400, "; ".join(refused))
+    agent_model = spec.agent_config.model if spec.agent_config else None
+    if agent_model and await catalog.find(state.kube, "models", namespaces, agent_model) is None:
+        raise not_found("model", agent_model)
+    if spec.agent and await catalog.find(state.kube, "agents", namespaces, spec.agent) is None:
+        raise not_found("agent", spec.agent)
+    if isinstance(spec.environment, SandboxEnvironment):
+        policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
+        try:
+            sandbox_policy.check_environment(spec.environment, policy)
+        except sandbox_policy.SandboxPolicyError as error:
+            raise ApiError(400, str(error)) from error
+    return target
 
 
-async def _check_previous(state: State, namespace: str, previous: str) -> None:
+async def _check_previous(state: State, namespace: str, spec: InteractionSpec) -> None:
+    """The interaction continues one that has ended, and answers the function calls it awaits."""
+    steps = input_steps(spec.to_wire()["input"])
+    if not (previous := spec.previous_interaction_id):
+        if problem := function_results_problem([], steps):
+            raise ApiError(400, problem)
+        return
     obj = await state.kube.get("interactions", namespace, previous)
     if obj is None:
         if await was_unstored(state.events.redis, namespace, previous):
@@ -224,12 +422,20 @@ async def _check_previous(state: State, namespace: str, previous: str) -> None:
             "failed_precondition",
         )
     phase = (obj.get("status") or {}).get("phase") or "queued"
-    if phase not in TERMINAL_PHASES and phase != "requires_action":
+    if phase not in TERMINAL_PHASES:
         raise ApiError(
             400,
             f"previous interaction {previous!r} is still {phase}; continue it once it has ended",
             "failed_precondition",
         )
+    awaited = []
+    if phase == "requires_action":
+        try:
+            awaited = awaited_calls(await output_steps(state.outputs, obj))
+        except RunError as error:
+            raise ApiError(400, error.message, "failed_precondition") from error
+    if problem := function_results_problem(awaited, steps):
+        raise ApiError(400, f"previous interaction {previous!r}: {problem}")
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,14 +1,37 @@
-"""The gateway's OpenAPI document, generated from the pydantic models it validates with."""
+"""The gateway's OpenAPI document, generated from the pydantic models it validates with.
+
+Every public route is described under both prefixes the gateway serves (`/v1`, `/v1beta`); a
+unit test walks the application's router so that the two cannot drift. The server-sent events
+are described one model per event type, told apart by `event_type`.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, RootModel
 from pydantic.json_schema import models_json_schema
 
-from tether.api.interaction import CreateInteractionRequest, Error, InteractionObject
+from tether.api.base import ApiModel
+from tether.api.interaction import (
+    INTERACTION_ID,
+    Content,
+    CreateInteractionRequest,
+    Error,
+    InteractionObject,
+    Phase,
+    Step,
+)
+
+PREFIXES = ("/v1", "/v1beta")
+EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+"""A Redis stream entry id, as every event's `event_id` and `last_event_id` are."""
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+"""1 to 255 printable ASCII characters without spaces (gateway/idempotency.py checks it)."""
+UNDOCUMENTED = ("/internal/", "/healthz", "/metrics", "/openapi.json")
+"""Routes that are not the public API: the sandboxes' run-token API and the operational
+endpoints (the README lists them)."""
 
 
 class ErrorBody(BaseModel):
@@ -20,12 +43,301 @@ class InteractionList(BaseModel):
     next_page_token: str | None = None
 
 
+class FileEntry(BaseModel):
+    path: str
+    bytes: int
+
+
+class FileList(BaseModel):
+    files: list[FileEntry]
+
+
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
+
+
+class InteractionCreatedEvent(ApiModel):
+    """The run has started: the interaction as it was then."""
+
+    event_type: Literal["interaction.created"]
+    event_id: EventId
+    interaction: InteractionObject
+
+
+class StatusUpdateEvent(ApiModel):
+    """The interaction's status changed."""
+
+    event_type: Literal["interaction.status_update"]
+    event_id: EventId
+    interaction_id: str
+    status: Phase
+
+
+class StepStartEvent(ApiModel):
+    """A step of the timeline begins (a model output, a tool call or its result)."""
+
+    event_type: Literal["step.start"]
+    event_id: EventId
+    index: int
+    step: Step
+
+
+class StepDeltaEvent(ApiModel):
+    """More of the step at `index`: a chunk of model output."""
+
+    event_type: Literal["step.delta"]
+    event_id: EventId
+    index: int
+    delta: Content
+
+
+class StepStopEvent(ApiModel):
+    """The step at `index` is whole."""
+
+    event_type: Literal["step.stop"]
+    event_id: EventId
+    index: int
+
+
+class InteractionCompletedEvent(ApiModel):
+    """The last event: the final interaction (output steps only)."""
+
+    event_type: Literal["interaction.completed"]
+    event_id: EventId
+    interaction: InteractionObject
+
+
+class ErrorEvent(ApiModel):
+    """Why the run failed, or that the interaction was deleted while it was followed."""
+
+    event_type: Literal["error"]
+    event_id: EventId
+    error: Error
+
+
+class InteractionEvent(
+    RootModel[
+        Annotated[
+            InteractionCreatedEvent
+            | StatusUpdateEvent
+            | StepStartEvent
+            | StepDeltaEvent
+            | StepStopEvent
+            | InteractionCompletedEvent
+            | ErrorEvent,
+            Field(discriminator="event_type"),
+        ]
+    ]
+):
+    """One server-sent event's `data`; its SSE `event` field is the `event_type`, its `id` the
+    `event_id`."""
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
-    return {"description": description or "OK", "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": "Invalid request: the message names what is wrong",
+    "401": "Missing or wrong API key",
+    "404": "Not found (also another tenant's interaction)",
+    "405": "Method not allowed on this path",
+    "410": "The run's output steps are no longer kept",
+    "413": "Request body too large, or too large to keep",
+    "415": "Request body in an encoding or charset the gateway does not read",
+    "422": "This Idempotency-Key was used for a different request",
+    "503": "The cluster is not answering; try again",
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _json(_ref("ErrorBody"), _ERRORS[code]) for code in codes}
+
+
+_COMMON_ERRORS = ("400", "401", "404", "405", "503")
+
+
+def _id_param() -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "An interaction id, as returned by create",
+        "schema": {"type": "string", "pattern": INTERACTION_ID.pattern, "maxLength": 63},
+    }
+
+
+def _operations() -> dict[str, dict[str, Any]]:
+    """The public paths, relative to a version prefix."""
+    interaction = _json(_ref("InteractionObject"), "The interaction")
+    interaction_or_stream = {
+        "description": "The interaction, or its events when streamed",
+        "content": {
+            **interaction["content"],
+            "text/event-stream": {"schema": _ref("InteractionEvent")},
+        },
+    }
+    id_param = _id_param()
+    return {
+        "/interactions": {
+            "post": {
+                "summary": "Create an interaction (model call or agent run)",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "Tether addition: a retried create with the same key "
+                        "(and API key's tenant) returns the same interaction for 24 h",
+                        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateInteractionRequest"),
+                            "example": {"model": "echo", "input": "hello"},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": interaction_or_stream,
+                    **_errors(*_COMMON_ERRORS, "410", "413", "415", "422"),
+                },
+            },
+            "get": {
+                "summary": "List interactions (a Tether addition)",
+                "parameters": [
+                    {
+                        "name": "page_size",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                    },
+                    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(Phase.__args__)},
+                    },
+                    {
+                        "name": "label",
+                        "in": "query",
+                        "description": "key:value, repeatable",
+                        "schema": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^[^:]+:"},
+                        },
+                    },
+                ],
+                "responses": {"200": _json(_ref("InteractionList")), **_errors(*_COMMON_ERRORS)},
+            },
+        },
+        "/interactions/{id}": {
+            "get": {
+                "summary": "Get an interaction, or stream its events (resumable)",
+                "parameters": [
+                    id_param,
+                    {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
+                    {
+                        "name": "last_event_id",
+                        "in": "query",
+                        "description": "Resume after this event (at most 64-bit parts)",
+                        "schema": {"type": "string", "pattern": EVENT_ID_PATTERN},
+                    },
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "The SSE way to resume; last_event_id wins",
+                        "schema": {"type": "string", "pattern": EVENT_ID_PATTERN},
+                    },
+                    {"name": "include_input", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {"200": interaction_or_stream, **_errors(*_COMMON_ERRORS, "410")},
+            },
+            "delete": {
+                "summary": "Delete an interaction and its event log",
+                "parameters": [id_param],
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+        },
+        "/interactions/{id}/cancel": {
+            "post": {
+                "summary": "Cancel a running interaction (idempotent)",
+                "parameters": [id_param],
+                "responses": {"200": interaction, **_errors(*_COMMON_ERRORS, "410")},
+            }
+        },
+        "/interactions/{id}/files": {
+            "get": {
+                "summary": "List the files an agent run left in its workspace",
+                "parameters": [id_param],
+                "responses": {"200": _json(_ref("FileList")), **_errors(*_COMMON_ERRORS)},
+            }
+        },
+        "/interactions/{id}/files/{path}": {
+            "get": {
+                "summary": "Download one workspace file",
+                "parameters": [
+                    id_param,
+                    {
+                        "name": "path",
+                        "in": "path",
+                        "required": True,
+                        "description": "The file's path in the workspace, as listed",
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file's bytes, typed by its name",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **_errors(*_COMMON_ERRORS),
+                },
+            }
+        },
+        "/interactions/{id}/logs": {
+            "get": {
+                "summary": "The log of a running agent run's sandbox container",
+                "parameters": [
+                    id_param,
+                    {
+                        "name": "container",
+                        "in": "query",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["agent", "workspace"],
+                            "default": "agent",
+                        },
+                    },
+                    {
+                        "name": "tail_lines",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 100_000,
+                            "default": 200,
+                        },
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The log's last lines",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(*_COMMON_ERRORS),
+                },
+            }
+        },
+    }
 
 
 @cache
@@ -35,91 +347,24 @@ def openapi_document() -> dict[str, Any]:
             (CreateInteractionRequest, "validation"),
             (InteractionObject, "serialization"),
             (InteractionList, "serialization"),
+            (FileList, "serialization"),
+            (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),
         ],
         by_alias=False,
         ref_template="#/components/schemas/{model}",
     )
-    errors = {
-        code: _json(_ref("ErrorBody"), text)
-        for code, text in {
-            "400": "Invalid request",
-            "401": "Missing or wrong API key",
-            "404": "Not found (also another tenant's interaction)",
-            "413": "Request body too large",
-            "502": "The model provider failed",
-        }.items()
-    }
-    interaction = _json(_ref("InteractionObject"), "The interaction")
-    stream = {"text/event-stream": {"schema": {"type": "string"}}}
-    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    paths = {
-        "/v1/interactions": {
-            "post": {
-                "summary": "Create an interaction (model call or agent run)",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("CreateInteractionRequest")}},
-                },
-                "responses": {
-                    "200": {**interaction, "content": {**interaction["content"], **stream}},
-                    **errors,
-                },
-            },
-            "get": {
-                "summary": "List interactions (a Tether addition)",
-                "parameters": [
-                    {
-                        "name": "page_size",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    },
-                    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
-                    {"name": "status", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "label",
-                        "in": "query",
-                        "schema": {"type": "array", "items": {"type": "string"}},
-                        "description": "key:value, repeatable",
-                    },
-                ],
-                "responses": {"200": _json(_ref("InteractionList")), **errors},
-            },
-        },
-        "/v1/interactions/{id}": {
-            "get": {
-                "summary": "Get an interaction, or stream its events",
-                "parameters": [
-                    id_param,
-                    {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
-                    {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "include_input", "in": "query", "schema": {"type": "boolean"}},
-                ],
-                "responses": {
-                    "200": {**interaction, "content": {**interaction["content"], **stream}},
-                    **errors,
-                },
-            },
-            "delete": {
-                "summary": "Delete an interaction",
-                "parameters": [id_param],
-                "responses": {"200": _json({"type": "object"}), **errors},
-            },
-        },
-        "/v1/interactions/{id}/cancel": {
-            "post": {
-                "summary": "Cancel a running interaction",
-                "parameters": [id_param],
-                "responses": {"200": interaction, **errors},
-            }
-        },
-    }
+    operations = _operations()
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Tether Interactions API", "version": "v1"},
+        "info": {
+            "title": "Tether Interactions API",
+            "version": "v1",
+            "description": "Served under /v1 and, for older clients, /v1beta.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"bearer": []}],
-        "paths": paths,
+        "paths": {prefix + path: item for prefix in PREFIXES for path, item in operations.items()},
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {

@@ -7,19 +7,20 @@ its workspace files here; the operator reads them back when the pod ends.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from typing import Any
 
 from aiohttp import web
 
-from tether import catalog, run_tokens
+from tether import catalog, run_tokens, workspace_archive
 from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
 from tether.api.model import ModelSpec
 from tether.model_turn import relay
 from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
-from tether.run_store import FILES_LIMIT
+from tether.run_store import FILES_LIMIT, CallInFlight
 
 from .errors import ApiError
 from .interactions import read_json
@@ -53,13 +54,31 @@ async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[
 
 
 async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
-    await state.events.append(claims.namespace, claims.name, {"event_type": event_type, **fields})
+    event = {"event_type": event_type, **fields}
+    if await state.events.append(claims.namespace, claims.name, event) is None:
+        # The run ended while this call was under way: its log takes nothing more.
+        raise ApiError(409, f"interaction {claims.name!r} has already ended", "ended")
 
 
 async def generate(request: web.Request) -> web.Response:
-    """One model call for the run: streamed into the interaction's events, answered whole."""
+    """One model call for the run: streamed into the interaction's events, answered whole.
+
+    One call at a time per run: the budget check, the call and its count happen under the
+    run's lease, so parallel calls cannot all pass the check; a second call gets 409."""
     state, claims, obj = await _run(request)
     body = await read_json(request)
+    try:
+        async with state.runs.model_call(claims.namespace, claims.name):
+            return await _generate(state, claims, obj, body)
+    except CallInFlight as error:
+        raise ApiError(
+            409, f"{error}: a run makes one model call at a time", "call_in_flight"
+        ) from error
+
+
+async def _generate(
+    state: State, claims: run_tokens.RunClaims, obj: dict[str, Any], body: dict[str, Any]
+) -> web.Response:
     ns, name = claims.namespace, claims.name
     used = sum(await state.runs.usage(ns, name))
     accepted = (obj["metadata"].get("annotations") or {}).get(ACCEPTED_ANNOTATION)
@@ -97,7 +116,7 @@ async def generate(request: web.Request) -> web.Response:
         )
     usage = turn.usage
     total_in, total_out = await state.runs.add_usage(
-        ns, name, usage.input_tokens, usage.output_tokens
+        ns, name, usage.input_tokens, usage.output_tokens, budget=claims.budget
     )
     return web.json_response(
         {
@@ -142,6 +161,10 @@ async def put_files(request: web.Request) -> web.Response:
         archive.extend(chunk)
         if len(archive) > FILES_LIMIT:
             raise ApiError(413, f"workspace archives are limited to {FILES_LIMIT} bytes")
+    try:
+        await asyncio.to_thread(workspace_archive.check, bytes(archive))
+    except workspace_archive.InvalidArchive as error:
+        raise ApiError(400, str(error)) from error
     await state.runs.put_files(claims.namespace, claims.name, bytes(archive))
     return web.json_response({"bytes": len(archive)})
 

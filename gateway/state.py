@@ -9,6 +9,7 @@ from aiohttp import web
 from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.outputs import Outputs
 from tether.run_store import RunStore
 from tether.settings import Settings
 
@@ -22,6 +23,7 @@ class State:
     events: EventLog
     keys: ApiKeys
     runs: RunStore
+    outputs: Outputs
     providers: Providers
 
 

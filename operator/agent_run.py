@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -11,14 +11,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import agents, catalog, run_tokens
 from tether.api.agent import AgentSpec
-from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec, Step
+from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.views import interaction_view
 from tether.chain import RunError, conversation
-from tether.providers import ProviderError
 
 from . import metrics
 from .context import Context
-from .model_run import Outcome, emitter, finish, finish_now, now
+from .ending import Outcome, conclude, now, persistently, transition
 from .sandbox_pod import (
     Placement,
     child_name,
@@ -49,32 +48,36 @@ async def resolve_agent(ctx: Context, namespace: str, agent_id: str) -> tuple[st
 
 
 async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
-    """Create the run's Secret, NetworkPolicy and pod; a second call finds them and goes on."""
+    """Create the run's Secret, NetworkPolicy and pod; a second call finds them and goes on.
+    Raises RunError for a run that cannot start for a reason the user can fix."""
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = InteractionSpec.from_kube(obj["spec"])
+    if not ctx.settings.run_token_key:
+        raise RunError(
+            "agents_unavailable",
+            "agent runs are not configured: the operator has no TETHER_RUN_TOKEN_KEY",
+        )
+    # The API server or Redis being away delays a start; it never fails it.
+    agent_name, specs = await persistently(
+        lambda: resolve_agent(ctx, namespace, spec.agent), f"resolve agent of {name}"
+    )
     try:
-        if not ctx.settings.run_token_key:
-            raise RunError(
-                "agents_unavailable",
-                "agent runs are not configured: the operator has no TETHER_RUN_TOKEN_KEY",
-            )
-        agent_name, specs = await resolve_agent(ctx, namespace, spec.agent)
-        try:
-            run = agents.resolve(agent_name, specs, spec)
-            files = agents.workspace_files(run)
-        except agents.AgentConfigError as error:
-            raise RunError("invalid_agent", str(error)) from error
-        namespaces = [namespace, ctx.settings.system_namespace]
-        if await catalog.find(ctx.kube, "models", namespaces, run.model) is None:
-            raise RunError(
-                "model_not_found", f"model {run.model!r} (of agent {agent_name!r}) not found"
-            )
-        steps = await conversation(ctx.kube, namespace, spec)
-    except ProviderError as error:
-        failed = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
-        await finish_now(ctx, obj, failed, "agent")
-        return
+        run = agents.resolve(agent_name, specs, spec)
+        files = agents.workspace_files(run)
+    except agents.AgentConfigError as error:
+        raise RunError("invalid_agent", str(error)) from error
+    namespaces = [namespace, ctx.settings.system_namespace]
+    found = await persistently(
+        lambda: catalog.find(ctx.kube, "models", namespaces, run.model), f"model of {name}"
+    )
+    if found is None:
+        raise RunError(
+            "model_not_found", f"model {run.model!r} (of agent {agent_name!r}) not found"
+        )
+    steps = await persistently(
+        lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), f"history of {name}"
+    )
 
     token = run_tokens.issue(
         ctx.settings.run_token_key.encode(),
@@ -85,13 +88,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         model=run.model,
         budget=run.max_total_tokens,
     )
-    place = Placement(
-        image=ctx.settings.sandbox_image,
-        gateway_url=ctx.settings.gateway_url,
-        gateway_namespace=ctx.settings.system_namespace,
-        node_name=ctx.settings.sandbox_node_name,
-        runtime_class_name=ctx.settings.sandbox_runtime_class_name,
-    )
+    place = Placement.from_settings(ctx.settings)
     loop_input = {
         "system_instruction": run.system_instruction,
         "tools": run.tools,
@@ -102,15 +99,11 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     core = ctx.kube.core
     networking = client.NetworkingV1Api(ctx.kube.api)
     pod = sandbox_pod(obj, run, place)
-    await _create(
-        core.create_namespaced_secret(namespace, run_token_secret(obj, token, loop_input))
-    )
-    await _create(
-        networking.create_namespaced_network_policy(
-            namespace, sandbox_network_policy(obj, run, place)
-        )
-    )
-    await _create(core.create_namespaced_pod(namespace, pod))
+    secret = run_token_secret(obj, token, loop_input)
+    policy = sandbox_network_policy(obj, run, place)
+    await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
+    await _create(lambda: networking.create_namespaced_network_policy(namespace, policy), "policy")
+    await _create(lambda: core.create_namespaced_pod(namespace, pod), "sandbox pod")
 
     previous = obj.get("status") or {}
     running = {
@@ -119,18 +112,16 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         "updated": now(),
         "sandboxPod": child_name(uid),
     }
-    patched = await ctx.kube.patch_status("interactions", namespace, name, running)
-    emit = emitter(ctx, namespace, name)
-    if previous.get("phase") != "in_progress":
-        await emit(
-            "interaction.created", interaction=interaction_view(patched, include_input=False)
-        )
+    marked, wrote = await transition(ctx, obj, running)
+    if wrote and previous.get("phase") != "in_progress":
+        emit = ctx.events.emitter(namespace, name)
+        await emit("interaction.created", interaction=interaction_view(marked, include_input=False))
         await emit("interaction.status_update", interaction_id=name, status="in_progress")
 
 
-async def _create(call) -> None:
+async def _create(create: Callable[[], Awaitable[Any]], what: str) -> None:
     try:
-        await call
+        await persistently(create, f"create {what}")
     except ApiException as error:
         if error.status != 409:  # already there: this run was started before
             raise
@@ -139,13 +130,22 @@ async def _create(call) -> None:
 async def finish_agent_run(
     ctx: Context, interaction: dict[str, Any], pod: dict[str, Any] | None
 ) -> None:
-    """The pod has ended (or vanished): write what the run produced and how it ended."""
+    """The pod has ended (or vanished): end the run with what it produced and how it ended."""
+    await conclude(ctx, interaction, await agent_outcome(ctx, interaction, pod))
+
+
+async def agent_outcome(
+    ctx: Context, interaction: dict[str, Any], pod: dict[str, Any] | None, phase: str = ""
+) -> Outcome:
+    """What the run reported (steps, usage, its own outcome), and how its pod ended; `phase`
+    overrides how it ended (a cancel)."""
     meta = interaction["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    spec = InteractionSpec.from_kube(interaction["spec"])
     reported = await ctx.run_store.outcome(namespace, name)
     status = (pod or {}).get("status") or {}
-    if status.get("reason") == "DeadlineExceeded":
+    if phase:
+        outcome = Outcome(phase)
+    elif status.get("reason") == "DeadlineExceeded":
         outcome = Outcome(
             "incomplete",
             errors=[
@@ -169,18 +169,22 @@ async def finish_agent_run(
         )
     else:
         outcome = Outcome("failed", errors=[_crash(status)])
+    over = await ctx.run_store.overspent(namespace, name)
+    if over and outcome.phase not in ("cancelled", "budget_exceeded"):
+        # The model proxy counts every token: a run past its budget ended there, whatever the
+        # agent reported.
+        message = f"the run spent {over[0]} of its {over[1]} tokens"
+        outcome = Outcome(
+            "budget_exceeded", errors=[{"code": "budget_exceeded", "message": message}]
+        )
     input_tokens, output_tokens = await ctx.run_store.usage(namespace, name)
-    outcome.steps = [
-        Step.from_wire(s).to_kube() for s in await ctx.run_store.steps(namespace, name)
-    ]
+    outcome.steps = await ctx.run_store.steps(namespace, name)
     outcome.usage = {
         "totalInputTokens": input_tokens,
         "totalOutputTokens": output_tokens,
         "totalTokens": input_tokens + output_tokens,
     }
-    await finish(ctx, namespace, name, spec, outcome, emitter(ctx, namespace, name), "agent")
-    await ctx.run_store.keep(namespace, name)
-    await delete_children(ctx, namespace, meta["uid"])
+    return outcome
 
 
 def _crash(status: dict[str, Any]) -> dict[str, str]:
@@ -194,18 +198,6 @@ def _crash(status: dict[str, Any]) -> dict[str, str]:
                 + (":\n" + "\n".join(lines) if lines else ""),
             }
     return {"code": "sandbox_failed", "message": status.get("message") or "the sandbox pod failed"}
-
-
-async def delete_children(ctx: Context, namespace: str, uid: str) -> None:
-    name = child_name(uid)
-    networking = client.NetworkingV1Api(ctx.kube.api)
-    for delete in (
-        ctx.kube.core.delete_namespaced_pod,
-        ctx.kube.core.delete_namespaced_secret,
-        networking.delete_namespaced_network_policy,
-    ):
-        with contextlib.suppress(ApiException):
-            await delete(name, namespace)
 
 
 def observe_start(pod: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from tether.catalog import Providers
 from tether.events import EventLog
 from tether.kube import Kube
+from tether.outputs import Outputs
 from tether.run_store import RunStore
 from tether.settings import Settings
 
@@ -21,8 +22,10 @@ class Context:
     runs: Runs = field(default_factory=Runs)
     providers: Providers = field(init=False)
     run_store: RunStore = field(init=False)
+    outputs: Outputs = field(init=False)
     active_sandboxes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.providers = Providers(self.kube)
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)
+        self.outputs = Outputs(self.events.redis, self.settings.retention_seconds)

@@ -1,4 +1,10 @@
-"""The runs this operator process is executing, so each interaction runs once and can be stopped."""
+"""The runs this operator process is executing, so each interaction runs once and can be stopped.
+
+A run has one part a cancel may interrupt (the model call, or creating the sandbox) and a part it
+never interrupts (writing the ending). A cancel that comes while the interruptible part is in
+flight makes the run end `cancelled`; one that comes after it is the caller's to write, and the
+compare-and-swap of the ending decides which of the two endings stands.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,22 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 _REMEMBERED = 10_000
 log = logging.getLogger("tether.operator")
+T = TypeVar("T")
+
+
+class RunCancelled(Exception):
+    """The client cancelled the run while its interruptible part was in flight."""
 
 
 class Runs:
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task] = {}
-        self._cancel_requested: set[str] = set()
+        self._interruptible: dict[str, asyncio.Task] = {}
+        self._cancelled: set[str] = set()
         # Finished uids, so a stale watch event that still says in_progress starts nothing.
         self._finished: OrderedDict[str, None] = OrderedDict()
 
@@ -29,17 +41,32 @@ class Runs:
         task.add_done_callback(lambda done: self._done(uid, done))
         return True
 
+    async def interruptible(self, uid: str, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` as the part of run `uid` that a cancel interrupts (RunCancelled)."""
+        if uid in self._cancelled:
+            work.close()
+            raise RunCancelled
+        task = asyncio.create_task(work, name=f"work-{uid}")
+        self._interruptible[uid] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if uid in self._cancelled and not _cancelling():
+                raise RunCancelled from None
+            task.cancel()  # the operator is stopping
+            raise
+        finally:
+            self._interruptible.pop(uid, None)
+
     def cancel(self, uid: str) -> bool:
-        """Ask a live run to end as cancelled; False if it is not running here."""
-        task = self._tasks.get(uid)
+        """Interrupt the run's interruptible part; False if none is in flight here (the caller
+        then writes the `cancelled` ending itself)."""
+        task = self._interruptible.get(uid)
         if task is None or task.done():
             return False
-        self._cancel_requested.add(uid)
+        self._cancelled.add(uid)
         task.cancel()
         return True
-
-    def cancel_requested(self, uid: str) -> bool:
-        return uid in self._cancel_requested
 
     def forget(self, uid: str) -> None:
         """The object is gone: stop its run silently."""
@@ -60,6 +87,12 @@ class Runs:
 
     def _done(self, uid: str, task: asyncio.Task) -> None:
         self._tasks.pop(uid, None)
-        self._cancel_requested.discard(uid)
+        self._cancelled.discard(uid)
         if not task.cancelled() and (error := task.exception()):
             log.error("run %s crashed", uid, exc_info=error)
+
+
+def _cancelling() -> bool:
+    """Whether the current task itself is being cancelled (not just the work it awaited)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0

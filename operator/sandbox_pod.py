@@ -12,9 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tether import sandbox_policy
 from tether.agents import AgentRun
 from tether.api import API_VERSION
+from tether.api.common import SandboxEnvironment
 from tether.api.interaction import ACCEPTED_ANNOTATION
+from tether.sandbox_policy import DEFAULT_MAX_LIMITS, SandboxPolicy
 
 SANDBOX_LABEL = "tether.dev/sandbox"
 INTERACTION_LABEL = "tether.dev/interaction"
@@ -22,10 +25,6 @@ TOKEN_DIR = "/var/run/tether"
 WORKSPACE = "/workspace"
 WORKSPACE_PORT = 7070
 SANDBOX_UID = 1000
-DEFAULT_RESOURCES = {
-    "requests": {"cpu": "100m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
-    "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
-}
 AGENT_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "128Mi"},
     "limits": {"cpu": "500m", "memory": "512Mi"},
@@ -44,7 +43,33 @@ class Placement:
     node_name: str | None = None
     """Bind straight to this node (the dev node), bypassing the scheduler."""
     runtime_class_name: str | None = None
-    """The platform's default RuntimeClass; an environment's own choice wins."""
+    """The platform's RuntimeClass: when set, every sandbox runs under it."""
+    allowed_images: tuple[str, ...] = ()
+    """Images an environment may pick besides `image`."""
+    max_limits: tuple[tuple[str, str], ...] = tuple(DEFAULT_MAX_LIMITS.items())
+    """The most an environment may give the workspace container, per resource."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Placement:
+        policy = SandboxPolicy.from_settings(settings)
+        return cls(
+            image=policy.image,
+            gateway_url=settings.gateway_url,
+            gateway_namespace=settings.system_namespace,
+            node_name=settings.sandbox_node_name,
+            runtime_class_name=policy.runtime_class_name,
+            allowed_images=policy.allowed_images,
+            max_limits=tuple(policy.max_limits.items()),
+        )
+
+    @property
+    def policy(self) -> SandboxPolicy:
+        return SandboxPolicy(
+            image=self.image,
+            allowed_images=self.allowed_images,
+            runtime_class_name=self.runtime_class_name,
+            max_limits=dict(self.max_limits),
+        )
 
 
 def child_name(uid: str) -> str:
@@ -101,20 +126,17 @@ def _locked_down() -> dict[str, Any]:
 def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) -> dict[str, Any]:
     """Two containers sharing /workspace: `agent` (the loop, holds the run token) and the
     `workspace` sidecar (runs untrusted code; no token, no service-account token, no provider
-    key). The pod ends when the agent does."""
+    key, no secret). The pod ends when the agent does.
+
+    Raises SandboxPolicyError for an environment outside the platform's policy: such a pod is
+    never built."""
     meta = interaction["metadata"]
     name = child_name(meta["uid"])
     env = run.environment
-    user_env = [
-        {"name": k, "value": v}
-        if isinstance(v, str)
-        else {
-            "name": k,
-            "valueFrom": {"secretKeyRef": {"name": v.secret_ref.name, "key": v.secret_ref.key}},
-        }
-        for k, v in sorted((env.env or {}).items())
-    ]
-    image = env.image or place.image
+    policy = place.policy
+    image = sandbox_policy.image(env, policy)
+    runtime_class = sandbox_policy.runtime_class(env, policy)
+    workspace_resources = sandbox_policy.resources(env.resources, policy)
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -144,14 +166,14 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                     {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
                     {"name": "TETHER_NETWORK", "value": json.dumps(_network(env.network))},
                     {"name": "HOME", "value": WORKSPACE},
-                    *user_env,
+                    *_plain_env(env),
                 ],
                 "workingDir": WORKSPACE,
                 "volumeMounts": [
                     {"name": "workspace", "mountPath": WORKSPACE},
                     {"name": "tmp", "mountPath": "/tmp", "subPath": "workspace"},
                 ],
-                "resources": (env.resources.to_kube() if env.resources else DEFAULT_RESOURCES),
+                "resources": workspace_resources,
                 "securityContext": _locked_down(),
             },
         ],
@@ -177,7 +199,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
             },
         ],
     }
-    if runtime_class := env.runtime_class_name or place.runtime_class_name:
+    if runtime_class:
         spec["runtimeClassName"] = runtime_class
     if place.node_name:
         spec["nodeName"] = place.node_name
@@ -185,6 +207,13 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
         metadata["annotations"] = {ACCEPTED_ANNOTATION: accepted}  # for start-latency metrics
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _plain_env(env: SandboxEnvironment) -> list[dict[str, str]]:
+    """The environment's variables as literal values, the only kind the workspace gets: the
+    builder has no way to write a secretKeyRef or envFrom, and refuses a Secret reference."""
+    sandbox_policy.refuse_secrets(env)
+    return [{"name": key, "value": value} for key, value in sorted((env.env or {}).items())]
 
 
 def _network(network) -> str | dict[str, list[str]]:

@@ -8,6 +8,7 @@ from typing import Any
 from tether.api.agent import AgentSpec
 from tether.api.common import AgentConfig, SandboxEnvironment
 from tether.api.interaction import InteractionSpec
+from tether.sandbox_policy import SandboxPolicyError, refuse_secrets
 
 DEFAULT_MAX_STEPS = 50
 DEFAULT_TIMEOUT_SECONDS = 900
@@ -37,9 +38,7 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
     merged = AgentSpec()
     for spec in specs:
         merged = _overlay(merged, spec)
-    config = merged.agent_config or AgentConfig()
-    if request.agent_config is not None:
-        config = _overlay(config, request.agent_config)
+    config = _limits(merged.agent_config, request.agent_config)
     if not config.model:
         raise AgentConfigError(
             f"agent {agent!r} names no model: set agent_config.model in the request or the Agent"
@@ -51,6 +50,10 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
     environment = merged.base_environment or SandboxEnvironment()
     if isinstance(request.environment, SandboxEnvironment):
         environment = _overlay(environment, request.environment)
+    try:
+        refuse_secrets(environment, where=f"agent {agent!r}: environment")
+    except SandboxPolicyError as error:
+        raise AgentConfigError(str(error)) from error
     return AgentRun(
         agent=agent,
         model=config.model,
@@ -82,6 +85,17 @@ def workspace_files(run: AgentRun) -> list[dict[str, str]]:
             {"path": target, "content": source.content, "encoding": source.encoding or "utf-8"}
         )
     return files
+
+
+def _limits(agent: AgentConfig | None, request: AgentConfig | None) -> AgentConfig:
+    """The run's model and limits: the request's over the Agent's. A config's `type` only says
+    what the request itself may set (checked when it arrives), so it is not merged: an Agent's
+    own max_steps and timeout_seconds still hold under a request of type "antigravity"."""
+    merged = _merge(
+        (agent or AgentConfig()).model_dump(exclude_none=True, exclude={"type"}),
+        (request or AgentConfig()).model_dump(exclude_none=True, exclude={"type"}),
+    )
+    return AgentConfig.model_validate(merged)
 
 
 def _overlay(base, top):

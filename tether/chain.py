@@ -7,6 +7,7 @@ from typing import Any
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.conversation import history
 from tether.kube import Kube
+from tether.outputs import Outputs
 from tether.providers import ProviderError
 
 MAX_CHAIN = 1000
@@ -37,13 +38,29 @@ async def load_chain(kube: Kube, namespace: str, previous_id: str | None) -> lis
     return chain
 
 
-async def conversation(kube: Kube, namespace: str, spec: InteractionSpec) -> list[dict[str, Any]]:
+async def output_steps(outputs: Outputs, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """An interaction's output steps (wire spelling), wherever its status keeps them."""
+    status = InteractionStatus.from_kube(obj.get("status") or {})
+    if status.steps_ref:
+        meta = obj["metadata"]
+        kept = await outputs.load(meta["namespace"], meta["name"], status.steps_ref)
+        if kept is None:
+            raise RunError(
+                "output_expired", f"the output of interaction {meta['name']!r} is no longer kept"
+            )
+        return kept
+    return status.to_wire().get("steps", [])
+
+
+async def conversation(
+    kube: Kube, outputs: Outputs, namespace: str, spec: InteractionSpec
+) -> list[dict[str, Any]]:
     """The whole timeline a model sees for this interaction: the chain's turns, then this input."""
     chain = await load_chain(kube, namespace, spec.previous_interaction_id)
     turns = [
         (
             InteractionSpec.from_kube(c["spec"]).to_wire().get("input"),
-            InteractionStatus.from_kube(c.get("status") or {}).to_wire().get("steps", []),
+            await output_steps(outputs, c),
         )
         for c in chain
     ]

@@ -3,6 +3,7 @@ child processes, the way controller-runtime's envtest does. Used by the tests an
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -15,11 +16,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import kubernetes
+import urllib3
 import yaml
+from cryptography import x509
 from kubernetes.dynamic import DynamicClient
 
 from tether import pki
-from tether.processes import StartupError, http_ok, spawn, stop, wait_until
+from tether.processes import Service, StartupError, Supervisor, http_ok, wait_until
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
 CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
@@ -64,6 +67,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    """Whether another program listens on this loopback port (a closing one does not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
 def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, name: str = "tether-local") -> dict:
     """A kubeconfig with the credentials embedded, so it works from any directory."""
     import base64
@@ -92,7 +106,8 @@ class ControlPlane:
     """etcd, kube-apiserver and kube-controller-manager on free loopback ports.
 
     CRDs given to the constructor are installed before the controller manager starts, so its
-    garbage collector knows them from the first moment.
+    garbage collector knows them from the first moment. Given a supervisor, each process is
+    restarted with the same ports, data directory and certificates whenever it dies.
     """
 
     def __init__(
@@ -100,13 +115,15 @@ class ControlPlane:
         binaries: Binaries | None = None,
         workdir: Path | None = None,
         crds: Iterable[dict[str, Any]] = (),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.binaries = binaries or Binaries.from_cache()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tether-cp-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.crds = list(crds)
-        self._procs: list[tuple[str, subprocess.Popen]] = []
+        self.supervisor = supervisor
+        self.services: dict[str, Service] = {}
         self.server = ""
         self.kubeconfig = self.workdir / "kubeconfig"
 
@@ -121,25 +138,11 @@ class ControlPlane:
         return self
 
     def _start(self) -> None:
-        certs = pki.generate()
         d = self.workdir / "pki"
-        d.mkdir(parents=True, exist_ok=True)
-        files = {
-            "ca.crt": certs.ca.cert,
-            "apiserver.crt": certs.serving.cert,
-            "apiserver.key": certs.serving.key,
-            "admin.crt": certs.admin.cert,
-            "admin.key": certs.admin.key,
-            "sa.key": certs.service_account_key,
-            "sa.pub": certs.service_account_pub,
-        }
-        for name, data in files.items():
-            (d / name).write_bytes(data)
-            (d / name).chmod(0o600)
-
+        certs = load_or_create_pki(d)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self._spawn(
+        self._run(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -159,11 +162,14 @@ class ControlPlane:
                 "--log-level",
                 "warn",
             ],
+            lambda: http_ok(f"{etcd_url}/health"),
+            30,
         )
-        self._wait("etcd", lambda: http_ok(f"{etcd_url}/health"), 30)
 
         self.server = f"https://127.0.0.1:{api_port}"
-        self._spawn(
+        ssl_ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
+        ssl_ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
+        self._run(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -182,21 +188,22 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
             ],
+            lambda: http_ok(f"{self.server}/readyz", ssl_ctx),
+            120,
         )
-        ssl_ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
-        ssl_ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
-        self._wait("kube-apiserver", lambda: http_ok(f"{self.server}/readyz", ssl_ctx), 120)
 
         self.kubeconfig.write_text(
             yaml.safe_dump(
-                kubeconfig(self.server, certs.ca.cert, certs.admin.cert, certs.admin.key)
+                kubeconfig(self.server, certs["ca.crt"], certs["admin.crt"], certs["admin.key"])
             )
         )
         self.kubeconfig.chmod(0o600)
         if self.crds:
             self.install_crds(self.crds)
 
-        self._spawn(
+        # The service-account controller creating "default" proves the controllers are running.
+        core = kubernetes.client.CoreV1Api(self.api_client())
+        self._run(
             "kube-controller-manager",
             [
                 str(self.binaries.kube_controller_manager),
@@ -207,20 +214,15 @@ class ControlPlane:
                 f"--root-ca-file={d / 'ca.crt'}",
                 "--use-service-account-credentials=false",
             ],
-        )
-        # The service-account controller creating "default" proves the controllers are running.
-        core = kubernetes.client.CoreV1Api(self.api_client())
-        self._wait(
-            "kube-controller-manager",
             lambda: _exists(core.read_namespaced_service_account, "default", "default"),
             60,
         )
 
     def stop(self) -> None:
         """Stop in reverse order; SIGKILL whatever ignores SIGTERM. Safe to call twice."""
-        while self._procs:
-            _, proc = self._procs.pop()
-            stop(proc)
+        for service in reversed(self.services.values()):
+            service.stop()
+        self.services.clear()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -250,25 +252,68 @@ class ControlPlane:
 
     # -- processes ------------------------------------------------------------------------------
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen]:
+        """The running process of each component, by name."""
+        return {name: s.proc for name, s in self.services.items() if s.proc is not None}
+
     def log_path(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        self._procs.append((name, spawn(argv, self.log_path(name), cwd=self.workdir)))
+    def _run(self, name: str, argv: list[str], ready: Callable[[], bool], timeout: float) -> None:
+        """Start a component and wait until it answers. Its command line holds its ports and
+        files, so a restart by the supervisor brings back the same component."""
+        service = Service(name, argv, self.log_path(name), ready, cwd=self.workdir)
+        self.services[name] = service
+        service.start()
+        if self.supervisor is not None:
+            self.supervisor.watch(service)
+        self._wait(name, service.healthy, timeout)
 
-    def _wait(self, what: str, ready, timeout: float) -> None:
-        watch = [(name, proc, self.log_path(name)) for name, proc in self._procs]
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float) -> None:
         try:
-            wait_until(what, ready, timeout, watch)
+            wait_until(what, ready, timeout, self.services.values())
         except StartupError as error:
             raise ControlPlaneError(str(error)) from None
+
+
+def load_or_create_pki(d: Path) -> dict[str, bytes]:
+    """The cluster's certificates and service-account keys, kept in `d` across restarts: a
+    restarted API server must accept the kubeconfig and the tokens issued before."""
+    names = ["ca.crt", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key"]
+    names += ["sa.key", "sa.pub"]
+    if all((d / n).exists() for n in names) and _valid_for_a_day(d / "apiserver.crt"):
+        return {n: (d / n).read_bytes() for n in names}
+    certs = pki.generate()
+    files = {
+        "ca.crt": certs.ca.cert,
+        "apiserver.crt": certs.serving.cert,
+        "apiserver.key": certs.serving.key,
+        "admin.crt": certs.admin.cert,
+        "admin.key": certs.admin.key,
+        "sa.key": certs.service_account_key,
+        "sa.pub": certs.service_account_pub,
+    }
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+        (d / name).chmod(0o600)
+    return files
+
+
+def _valid_for_a_day(cert: Path) -> bool:
+    try:
+        expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+    except ValueError:
+        return False
+    return expires > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
 
 
 def _exists(read: Callable[..., Any], *args: str) -> bool:
     try:
         read(*args)
         return True
-    except kubernetes.client.ApiException:
+    except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError):
         return False
 
 

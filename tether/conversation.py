@@ -100,3 +100,49 @@ def model_turns(steps: Iterable[dict[str, Any]]) -> int:
             turns += 1
         in_turn = is_model
     return turns
+
+
+def awaited_calls(steps: Iterable[dict[str, Any]]) -> list[str]:
+    """The ids of the function calls in a timeline (wire format) that no function_result has
+    answered yet: what a turn that ended `requires_action` waits for."""
+    steps = list(steps)
+    answered = {s.get("call_id") for s in steps if s.get("type") == "function_result"}
+    return [
+        s["id"]
+        for s in steps
+        if s.get("type") == "function_call" and s.get("id") and s["id"] not in answered
+    ]
+
+
+def function_results_problem(awaited: list[str], steps: Iterable[dict[str, Any]]) -> str | None:
+    """Why input `steps` cannot follow a turn awaiting results for `awaited` call ids (empty when
+    the previous turn awaits nothing), or None. Each function_result answers one call: one the
+    previous turn made, or one made earlier in the same input."""
+    steps = list(steps)
+    open_calls = list(awaited)
+    answered: list[str] = []
+    for step in steps:
+        kind = step.get("type")
+        if kind == "function_call" and step.get("id"):
+            open_calls.append(step["id"])
+        elif kind == "function_result":
+            call_id = step.get("call_id")
+            if not call_id:
+                return "a function_result needs the call_id of the function_call it answers"
+            if call_id not in open_calls:
+                expected = (
+                    f"awaited: {', '.join(map(repr, open_calls))}"
+                    if open_calls
+                    else ("no function call awaits a result")
+                )
+                return f"function_result call_id {call_id!r} answers no function call ({expected})"
+            if call_id in answered:
+                return f"function_result call_id {call_id!r} is answered twice"
+            answered.append(call_id)
+    missing = [call_id for call_id in awaited if call_id not in answered]
+    if missing:
+        return (
+            "the previous interaction ended requires_action and awaits a function_result for "
+            f"call_id {', '.join(map(repr, missing))}; send one function_result per call"
+        )
+    return None

@@ -4,6 +4,7 @@ the gateway as local processes. Tests drive `DevStack`; `make up`/`make down` dr
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import secrets
@@ -17,13 +18,16 @@ from typing import Any
 
 import kubernetes
 import redis
+import urllib3
 import yaml
 from kubernetes.dynamic import DynamicClient
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tether.api import API_VERSION
-from tether.controlplane import FIELD_MANAGER, ControlPlane, free_port
+from tether.controlplane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
 from tether.crds import CRD_DIR
-from tether.processes import StartupError, http_ok, spawn, stop, wait_until
+from tether.processes import Service, StartupError, Supervisor, http_ok, wait_until
 
 SYSTEM_NAMESPACE = "tether-system"
 DEV_NODE = "tether-dev-node"
@@ -150,8 +154,21 @@ class Cluster:
         )
 
 
+COMPONENTS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "redis",
+    "devnode",
+    "operator",
+    "gateway",
+)
+
+
 class DevStack:
-    """Control plane + Redis + operator + gateway, each a child process that dies with us."""
+    """Control plane + Redis + dev node + operator + gateway, each a child process that dies with
+    us. With `supervise=True`, a background supervisor restarts any of them that dies, at any
+    moment (start-up included), on the same ports and data directories."""
 
     def __init__(
         self,
@@ -159,6 +176,7 @@ class DevStack:
         control_plane: ControlPlane | None = None,
         port: int | None = None,
         environ: dict[str, str] | None = None,
+        supervise: bool = False,
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
@@ -170,7 +188,11 @@ class DevStack:
         self.metrics_port = free_port()
         self.kubelet_port = free_port()
         self.run_token_key = self.environ.get("TETHER_RUN_TOKEN_KEY") or secrets.token_hex(32)
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.supervisor = Supervisor() if supervise else None
+        self.services: dict[str, Service] = {}
+        self._redis = redis.Redis(
+            port=self.redis_port, socket_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
 
     @property
     def url(self) -> str:
@@ -184,6 +206,17 @@ class DevStack:
     def operator_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen]:
+        """The current process of each component, by name (see COMPONENTS)."""
+        return {name: s.proc for name, s in self._components().items() if s.proc is not None}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """How many times the supervisor restarted each component."""
+        counted = self.supervisor.restarts if self.supervisor else {}
+        return {name: counted.get(name, 0) for name in self._components()}
+
     def start(self) -> DevStack:
         try:
             self._start()
@@ -193,11 +226,20 @@ class DevStack:
         return self
 
     def _start(self) -> None:
+        if port_in_use(self.port):
+            raise StartupError(f"port {self.port} is in use by another program")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.supervisor is not None:
+            self.supervisor.start()
         if self.control_plane is None:
             self.control_plane = ControlPlane(
-                workdir=self.workdir / "control-plane", crds=load_crds()
+                workdir=self.workdir / "control-plane",
+                crds=load_crds(),
+                supervisor=self.supervisor,
             ).start()
+        elif self.supervisor is not None:
+            for service in self.control_plane.services.values():
+                self.supervisor.watch(service)
         self.cluster = Cluster(self.control_plane.api_client())
         self._start_redis()
         self.cluster.namespace(SYSTEM_NAMESPACE)
@@ -233,33 +275,25 @@ class DevStack:
         }
 
     def _start_redis(self) -> None:
+        """Redis with an append-only file in the stack's directory: event logs and agent files
+        survive a Redis restart and `make down`/`make up` (at most the last second is lost)."""
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        log = self.logs / "redis.log"
-        self.procs["redis"] = spawn(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(data),
-            ],
-            log,
-        )
-        client = redis.Redis(port=self.redis_port)
-        wait_until("redis", lambda: _pings(client), 20, [("redis", self.procs["redis"], log)])
-        client.close()
+        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port)]
+        argv += ["--dir", str(data), "--save", ""]
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        self._run(Service("redis", argv, self.logs / "redis.log", self._redis_pings), 20)
+
+    def _redis_pings(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except (redis.ConnectionError, redis.TimeoutError):  # down, or still loading its file
+            return False
 
     def start_devnode(self) -> None:
         """The process-based stand-in for a kubelet (dev only, no isolation)."""
         core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
-        self._service(
+        self._python(
             "devnode",
             [
                 "tether.devnode",
@@ -274,22 +308,57 @@ class DevStack:
         )
 
     def start_operator(self) -> None:
-        self._service("operator", ["tether.operator"], lambda: http_ok(self.operator_metrics_url))
+        self._python("operator", ["tether.operator"], lambda: http_ok(self.operator_metrics_url))
 
     def start_gateway(self) -> None:
-        self._service("gateway", ["tether.gateway"], lambda: http_ok(f"{self.url}/healthz"))
+        self._python("gateway", ["tether.gateway"], lambda: http_ok(f"{self.url}/healthz"))
 
-    def _service(self, name: str, module: list[str], ready, timeout: float = 60) -> None:
+    def _python(self, name: str, module: list[str], ready, timeout: float = 60) -> None:
         """Run `python -m <module>` with the stack's environment until `ready` holds."""
+        argv = [sys.executable, "-m", *module]
         log = self.logs / f"{name}.log"
-        self.procs[name] = spawn(
-            [sys.executable, "-m", *module], log, self._env(), cwd=self.workdir
-        )
-        wait_until(name, ready, timeout, [(name, self.procs[name], log)])
+        self._run(Service(name, argv, log, ready, self._env(), self.workdir), timeout)
+
+    def _run(self, service: Service, timeout: float) -> None:
+        """Start (or start again) a component, hand it to the supervisor, wait until it answers."""
+        if old := self.services.get(service.name):
+            old.stop()
+        self.services[service.name] = service
+        service.start()
+        if self.supervisor is not None:
+            self.supervisor.watch(service)
+        service.wait_ready(timeout)
 
     def stop_service(self, name: str) -> None:
-        if proc := self.procs.pop(name, None):
-            stop(proc)
+        if service := self.services.get(name):
+            service.stop()
+
+    def _components(self) -> dict[str, Service]:
+        ours = self.control_plane.services if self.control_plane is not None else {}
+        return {**ours, **self.services}
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to a component; for a signal that ends it, wait until it has exited. The
+        supervisor, if on, starts it again."""
+        service = self._components().get(name)
+        if service is None or service.proc is None:
+            raise KeyError(f"no running component {name!r}; components: {', '.join(COMPONENTS)}")
+        proc = service.proc
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            proc.wait(timeout=30)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Return once every component runs and answers (API server /readyz, Redis PING, operator
+        metrics, gateway /healthz, dev node Ready)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sick = [name for name, s in self._components().items() if not s.healthy()]
+            if not sick:
+                return
+            if time.monotonic() > deadline:
+                raise StartupError(f"not healthy after {timeout}s: {', '.join(sick)}")
+            time.sleep(0.1)
 
     def add_tenant(self, namespace: str, key: str | None = None) -> str:
         """An API key (fresh unless given) for a tenant namespace, once the gateway accepts it."""
@@ -309,8 +378,12 @@ class DevStack:
             return False
 
     def stop(self) -> None:
+        """Stop the supervisor first, so that nothing is started again, then every component."""
+        if self.supervisor is not None:
+            self.supervisor.stop()
         for name in ("gateway", "operator", "devnode", "redis"):
             self.stop_service(name)
+        self._redis.close()
         if self._own_control_plane and self.control_plane is not None:
             self.control_plane.stop()
 
@@ -318,16 +391,9 @@ class DevStack:
 def _node_ready(core: kubernetes.client.CoreV1Api, name: str) -> bool:
     try:
         node = core.read_node(name)
-    except kubernetes.client.ApiException:
+    except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError):
         return False
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 # -- make up / make down ------------------------------------------------------------------------
@@ -342,43 +408,44 @@ def _pid_alive(pidfile: Path) -> int | None:
         return None
 
 
-def serve(state: Path) -> None:
-    """The supervisor `make up` leaves running: starts the stack, restarts a crashed operator or
-    gateway, and stops everything on SIGTERM."""
-    stopping = False
+def serve(state: Path, port: int) -> None:
+    """The supervisor `make up` leaves running: starts the stack, restarts any component that
+    dies (start-up included), and stops everything on SIGTERM."""
+    # One line per restart (a warning) in .tether/logs/supervisor.log.
+    logging.basicConfig(format="%(asctime)s %(message)s", stream=sys.stdout)
 
     def on_signal(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    port = int(os.environ.get("TETHER_PORT", "8080"))
-    stack = DevStack(state, port=port).start()
+    stack = DevStack(state, port=port, supervise=True)
     try:
+        stack.start()
         key_file = state / "api-key"
         key = key_file.read_text().strip() if key_file.exists() else new_api_key()
         key_file.write_text(key)
         key_file.chmod(0o600)
-        stack.cluster.api_key(DEFAULT_TENANT, key)
+        # Accepted by the gateway on our port: proof that what answers there is ours.
+        stack.add_tenant(DEFAULT_TENANT, key)
         env = (
             f"TETHER_URL={stack.url}\nTETHER_API_KEY={key}\nTETHER_NAMESPACE={DEFAULT_TENANT}\n"
             f"KUBECONFIG={stack.control_plane.kubeconfig.resolve()}\n"
         )
         (state / "env").write_text(env)
-        while not stopping:
-            for name, start in (
-                ("operator", stack.start_operator),
-                ("gateway", stack.start_gateway),
-            ):
-                proc = stack.procs.get(name)
-                if proc is not None and proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; restarting", flush=True)
-                    start()
-            time.sleep(1)
+        while True:
+            time.sleep(60)
     finally:
         (state / "env").unlink(missing_ok=True)
         stack.stop()
+
+
+def _port() -> int | None:
+    """TETHER_PORT (8080 by default), if it is a port number."""
+    value = os.environ.get("TETHER_PORT", "8080")
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
 
 
 def up(state: Path) -> int:
@@ -387,6 +454,17 @@ def up(state: Path) -> int:
         print(f"Tether is already running (supervisor pid {pid}).")
         _print_how_to_call(state)
         return 0
+    port = _port()
+    if port is None:
+        print(f"TETHER_PORT={os.environ['TETHER_PORT']} is not a port number.", file=sys.stderr)
+        return 2
+    if port_in_use(port):
+        print(
+            f"Port {port} is taken by another program; choose another: "
+            f"TETHER_PORT={port + 1 if port < 65535 else 8081} make up",
+            file=sys.stderr,
+        )
+        return 1
     state.mkdir(parents=True, exist_ok=True)
     (state / "env").unlink(missing_ok=True)
     log = state / "logs" / "supervisor.log"
@@ -466,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     state = args.state.resolve()
     if args.command == "serve":
-        serve(state)
+        serve(state, _port() or 8080)
         return 0
     return up(state) if args.command == "up" else down(state)
 

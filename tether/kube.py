@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any, Self
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -12,6 +14,13 @@ from tether.api import GROUP, VERSION
 from tether.settings import Settings
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+def unavailable(error: BaseException) -> bool:
+    """The API server did not answer, or answered that it cannot now: worth trying again."""
+    if isinstance(error, ApiException):
+        return error.status == 429 or error.status >= 500 or error.status == 0
+    return isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
 
 
 class Kube:
@@ -63,10 +72,20 @@ class Kube:
         )
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
+        """Merge `status` in; with `resource_version`, only if the object is still at that
+        version (a 409 otherwise): a compare-and-swap."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         return await self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH
+            GROUP, VERSION, namespace, plural, name, body, _content_type=MERGE_PATCH
         )
 
     async def delete(self, plural: str, namespace: str, name: str) -> bool:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from tether.events import EventLog
 from tether.kube import Kube
-from tether.run_store import RunStore
 
 
-async def erase(kube: Kube, events: EventLog, runs: RunStore, namespace: str, name: str) -> bool:
+class Store(Protocol):
+    async def delete(self, namespace: str, name: str) -> None: ...
+
+
+async def erase(kube: Kube, events: EventLog, namespace: str, name: str, *stores: Store) -> bool:
     """Delete the Interaction (its sandbox objects follow by owner reference), its event log
-    and what its agent run left (steps, outcome, files). False if it did not exist."""
+    (a stream still following it ends with an error event), and what `stores` keep for it (an
+    agent run's steps and files, large outputs). False if it did not exist."""
     existed = await kube.delete("interactions", namespace, name)
     await events.delete(namespace, name)
-    await runs.delete(namespace, name)
+    for store in stores:
+        await store.delete(namespace, name)
     return existed

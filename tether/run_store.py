@@ -3,12 +3,31 @@ the tokens spent (the budget is counted here, server-side), the outcome, the wor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 FILES_LIMIT = 10 * 1024 * 1024
+CALL_LEASE_SECONDS = 30
+"""A model call holds its run's lease this long at a time, renewed while it lasts: a gateway
+that dies mid-call frees the run within this long."""
+
+# Delete or extend the lease only if this call still holds it (compare-and-act, atomically).
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('expire', KEYS[1], ARGV[2]) end"
+)
+
+
+class CallInFlight(Exception):
+    """Another model call of the same run has not finished."""
 
 
 def _key(namespace: str, name: str, part: str) -> str:
@@ -32,18 +51,63 @@ class RunStore:
             json.loads(s) for s in await self.redis.lrange(_key(namespace, name, "steps"), 0, -1)
         ]
 
-    async def add_usage(self, namespace: str, name: str, input_tokens: int, output_tokens: int):
+    @contextlib.asynccontextmanager
+    async def model_call(self, namespace: str, name: str) -> AsyncIterator[None]:
+        """Hold the run's one model-call lease: checking the budget, calling the model and
+        counting its tokens happen for one call at a time, so parallel calls cannot all pass
+        the budget check. Raises CallInFlight when another call holds it."""
+        key = _key(namespace, name, "call")
+        holder = secrets.token_hex(16)
+        if not await self.redis.set(key, holder, nx=True, ex=CALL_LEASE_SECONDS):
+            raise CallInFlight(f"a model call of {name!r} is already in flight")
+        renewing = asyncio.create_task(self._renew(key, holder))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+            with contextlib.suppress(RedisError):  # unreleased, the lease still expires
+                await self.redis.eval(_RELEASE, 1, key, holder)
+
+    async def _renew(self, key: str, holder: str) -> None:
+        while True:
+            await asyncio.sleep(CALL_LEASE_SECONDS / 3)
+            with contextlib.suppress(RedisError):
+                await self.redis.eval(_RENEW, 1, key, holder, CALL_LEASE_SECONDS)
+
+    async def add_usage(
+        self,
+        namespace: str,
+        name: str,
+        input_tokens: int,
+        output_tokens: int,
+        budget: int | None = None,
+    ) -> tuple[int, int]:
+        """Count a call's tokens, and remember the run's budget beside them for the end."""
         key = _key(namespace, name, "usage")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, "input", input_tokens)
             pipe.hincrby(key, "output", output_tokens)
+            if budget is not None:
+                pipe.hset(key, "budget", budget)
             pipe.expire(key, self.ttl_seconds)
-            total_in, total_out, _ = await pipe.execute()
-        return total_in, total_out
+            results = await pipe.execute()
+        return results[0], results[1]
 
     async def usage(self, namespace: str, name: str) -> tuple[int, int]:
         found = await self.redis.hgetall(_key(namespace, name, "usage"))
         return int(found.get(b"input", 0)), int(found.get(b"output", 0))
+
+    async def overspent(self, namespace: str, name: str) -> tuple[int, int] | None:
+        """(tokens spent, budget) if the run spent more than its budget, else None. However
+        the agent reported its end, such a run ended `budget_exceeded`."""
+        found = await self.redis.hgetall(_key(namespace, name, "usage"))
+        if b"budget" not in found:
+            return None
+        spent = int(found.get(b"input", 0)) + int(found.get(b"output", 0))
+        budget = int(found[b"budget"])
+        return (spent, budget) if spent > budget else None
 
     async def set_outcome(self, namespace: str, name: str, outcome: dict[str, Any]) -> None:
         await self.redis.set(

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     )
     """Unset inside a cluster: the pod's service account is used."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_max_connections: int = 2000
+    """Per process. Every open stream and waiting synchronous create holds one while it waits;
+    past this many, requests wait for a free connection instead of failing."""
     system_namespace: str = "tether-system"
     """Where API keys and the platform-wide Models and Agents live."""
 
@@ -38,7 +41,14 @@ class Settings(BaseSettings):
     gateway_url: str = "http://tether-gateway.tether-system:8080"
     """How sandboxes reach the gateway (its in-cluster Service)."""
     sandbox_runtime_class_name: str | None = None
-    """The RuntimeClass (gvisor, kata, ...) of sandboxes whose environment names none."""
+    """The RuntimeClass (gvisor, kata, ...) of every sandbox. When set, no request or Agent may
+    change it; when unset, an environment may name one."""
+    sandbox_allowed_images: list[str] = []
+    """Images an environment may pick besides sandbox_image (JSON list); nothing else runs."""
+    sandbox_max_cpu: str = "2"
+    """The most CPU an environment may give its workspace container (its limit always holds)."""
+    sandbox_max_memory: str = "4Gi"
+    sandbox_max_ephemeral_storage: str = "4Gi"
     sandbox_node_name: str | None = None
     """Bind sandboxes to this node (the dev node) instead of scheduling them."""
     sync_wait_seconds: float = 600

@@ -6,6 +6,8 @@ import json
 import kubernetes
 import pytest
 
+from tether.testing.chat_completions import ChatCompletionsServer, Reply
+
 _namespaces = itertools.count()
 
 
@@ -39,3 +41,32 @@ def kube_get(api_client):
         return json.loads(response.data)
 
     return get
+
+
+@pytest.fixture
+def upstream(stack):
+    """A local Chat Completions server behind the Model `local-llm` (tenant-a)."""
+    with ChatCompletionsServer(replies=[Reply("the answer is forty two")]) as server:
+        stack.cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "local-llm-key", "namespace": "tenant-a"},
+                "stringData": {"token": "sk-local-123"},
+            }
+        )
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "local-llm", "namespace": "tenant-a"},
+                "spec": {
+                    "provider": "openai-compatible",
+                    "endpoint": server.url,
+                    "upstreamModel": "qwen-7b",
+                    "aliases": ["Qwen/Qwen-7B"],
+                    "credentials": {"secretRef": {"name": "local-llm-key", "key": "token"}},
+                },
+            }
+        )
+        yield server

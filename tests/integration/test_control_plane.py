@@ -17,7 +17,7 @@ OWNER = textwrap.dedent(
     import json, sys, time
     from tether.controlplane import ControlPlane
     with ControlPlane() as cp:
-        print(json.dumps([p.pid for _, p in cp._procs]), flush=True)
+        print(json.dumps([p.pid for p in cp.procs.values()]), flush=True)
         time.sleep(600)
     """
 )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import socket
 import subprocess
 import sys
+import threading
+
+import pytest
 
 from tests.conftest import sdk_client
 from tests.integration.test_control_plane import _alive
@@ -49,3 +54,40 @@ def test_up_prints_how_to_call_it_and_down_leaves_nothing(tmp_path):
     assert "Tether stopped." in down.stdout
     assert not _alive(supervisor)
     assert [pid for pid in map(int, children) if _alive(pid)] == []
+
+
+class AnotherGateway(http.server.BaseHTTPRequestHandler):
+    """Something else on the port that answers /healthz, as another Tether would."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize("other", ["listener", "gateway"])
+def test_up_on_a_taken_port_says_so_in_one_line_and_starts_nothing(tmp_path, other):
+    if other == "gateway":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnotherGateway)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        close = lambda: (server.shutdown(), server.server_close())  # noqa: E731
+    else:
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port, close = taken.getsockname()[1], taken.close
+    try:
+        up = devstack(tmp_path, "up", port=port)
+    finally:
+        close()
+    assert up.returncode == 1
+    assert up.stdout == ""
+    assert up.stderr.splitlines() == [
+        f"Port {port} is taken by another program; choose another: TETHER_PORT={port + 1} make up"
+    ]
+    assert not (tmp_path / "supervisor.pid").exists()
+    assert not (tmp_path / "env").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import kubernetes
 import pytest
@@ -78,3 +80,33 @@ def test_the_secret_and_network_policy_are_valid_objects(api_client, restricted)
         namespace, sandbox_network_policy(interaction, RUN, PLACE), dry_run="All"
     )
     assert created.spec.policy_types == ["Ingress", "Egress"]
+
+
+def test_a_requests_only_environment_still_passes_a_quota_that_demands_limits(restricted):
+    core, interaction = restricted
+    namespace = interaction["metadata"]["namespace"]
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "metadata": {"name": "limits-required"},
+            "spec": {"hard": {"limits.cpu": "8", "limits.memory": "16Gi"}},
+        },
+    )
+    requests_only = replace(
+        RUN,
+        environment=SandboxEnvironment.from_wire(
+            {"resources": {"requests": {"cpu": "200m", "memory": "300Mi"}}}
+        ),
+    )
+    pod = sandbox_pod(interaction, requests_only, PLACE)
+    deadline = time.monotonic() + 20
+    while True:  # the quota is enforced once its controller has counted the namespace
+        try:
+            admitted = dry_run_pod(core, pod)
+            break
+        except ApiException as error:
+            assert "status unknown for quota" in error.body, error.body
+            assert time.monotonic() < deadline, "the quota was never counted"
+            time.sleep(0.1)
+    [workspace] = admitted.spec.init_containers
+    assert workspace.resources.limits == {"cpu": "1", "ephemeral-storage": "2Gi", "memory": "1Gi"}

@@ -1,6 +1,14 @@
-"""What `make up` installs: the offline models, and a real vendor when OPENAI_BASE_URL is set."""
+"""What `make up` installs (the offline models, and a real vendor when OPENAI_BASE_URL is set),
+and how it keeps its processes running."""
 
+import logging
+import socket
+
+import pytest
+
+from tether.controlplane import free_port, load_or_create_pki, port_in_use
 from tether.devstack import default_models
+from tether.processes import Service, StartupError, Supervisor
 
 
 def test_the_offline_models_are_always_installed():
@@ -29,3 +37,82 @@ def test_an_openai_key_is_referenced_from_a_secret_never_inlined():
     assert models[-1]["metadata"]["name"] == "openai"
     assert spec["credentials"] == {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
     assert "sk" not in str(spec)
+
+
+# -- supervision of child processes -------------------------------------------------------------
+
+
+def sleeper(tmp_path, name: str = "sleeper", argv=("sleep", "60")) -> Service:
+    return Service(name, list(argv), tmp_path / f"{name}.log", ready=lambda: True)
+
+
+def crasher(tmp_path, script: str) -> Service:
+    """A process that exits at once, and would never have answered."""
+    return Service("crasher", ["sh", "-c", script], tmp_path / "crasher.log", ready=lambda: False)
+
+
+@pytest.fixture
+def supervisor():
+    supervisor = Supervisor(first_delay=0.01, max_delay=0.04).start()
+    yield supervisor
+    supervisor.stop()
+
+
+def test_a_killed_service_is_started_again_with_the_same_command(tmp_path, supervisor):
+    service = sleeper(tmp_path)
+    service.start()
+    supervisor.watch(service)
+    first = service.proc
+    first.kill()
+    first.wait()
+    service.wait_ready(10)
+    assert service.proc is not first
+    assert service.proc.args == first.args
+    assert supervisor.restarts == {"sleeper": 1}
+    service.stop()
+
+
+def test_a_crash_loop_backs_off_and_start_up_gives_up_with_the_log(tmp_path, supervisor, caplog):
+    caplog.set_level(logging.WARNING, logger="tether.supervisor")
+    service = crasher(tmp_path, "echo cannot start; exit 3")
+    service.start()
+    supervisor.watch(service)
+    with pytest.raises(StartupError, match=r"crasher exited 5 times in a row:\ncannot start"):
+        service.wait_ready(30)
+    delays = [
+        r.getMessage().split("restarting ")[1] for r in caplog.records if "restarting" in r.msg
+    ]
+    assert delays[:5] == ["now", "in 0.01 s", "in 0.02 s", "in 0.04 s", "in 0.04 s"]
+    service.stop()
+
+
+def test_a_service_stopped_on_purpose_stays_stopped(tmp_path, supervisor):
+    service = sleeper(tmp_path)
+    service.start()
+    supervisor.watch(service)
+    service.stop()
+    supervisor.stop()  # joins the thread: every check it was going to make is done
+    assert service.proc is None
+    assert supervisor.restarts == {"sleeper": 0}
+
+
+def test_unsupervised_start_up_fails_as_soon_as_the_process_exits(tmp_path):
+    service = crasher(tmp_path, "echo no config; exit 2")
+    service.start()
+    with pytest.raises(StartupError, match=r"crasher exited with 2:\nno config"):
+        service.wait_ready(30)
+
+
+def test_a_port_someone_listens_on_is_in_use_and_a_free_one_is_not():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert port_in_use(taken.getsockname()[1])
+    assert not port_in_use(free_port())
+
+
+def test_the_cluster_keys_are_made_once_per_directory_and_kept(tmp_path):
+    made = load_or_create_pki(tmp_path / "pki")
+    assert set(made) >= {"ca.crt", "admin.crt", "admin.key", "sa.key", "sa.pub"}
+    assert load_or_create_pki(tmp_path / "pki") == made
+    assert load_or_create_pki(tmp_path / "other") != made

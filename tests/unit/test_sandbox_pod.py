@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
+
+import pytest
 
 from tether.agents import AgentRun
 from tether.api.common import SandboxEnvironment
@@ -13,6 +16,7 @@ from tether.operator.sandbox_pod import (
     sandbox_network_policy,
     sandbox_pod,
 )
+from tether.sandbox_policy import SandboxPolicyError
 
 IX = {"metadata": {"name": "ix-1", "namespace": "tenant-a", "uid": "0f1e2d3c-aaaa"}}
 PLACE = Placement(
@@ -79,21 +83,55 @@ def test_the_workspace_is_shared_and_only_the_workspace_writes_it():
     assert mounts["workspace"] == {"name": "workspace", "mountPath": "/workspace"}
 
 
-def test_user_env_reaches_the_workspace_and_secrets_stay_references():
-    pod = sandbox_pod(
-        IX, run(env={"MODE": "fast", "DB": {"secret_ref": {"name": "db", "key": "url"}}}), PLACE
-    )
+def test_user_env_reaches_the_workspace_as_plain_values_only():
+    pod = sandbox_pod(IX, run(env={"MODE": "fast"}), PLACE)
     env = containers(pod)["workspace"]["env"]
     assert {"name": "MODE", "value": "fast"} in env
-    assert {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}} in env
     assert "MODE" not in str(containers(pod)["agent"]["env"])
+    for container in containers(pod).values():
+        assert "envFrom" not in container
+        assert all(set(var) == {"name", "value"} for var in container["env"])
 
 
-def test_runtime_class_and_image_come_from_the_environment():
-    pod = sandbox_pod(IX, run(runtime_class_name="gvisor", image="mine:1"), PLACE)
-    assert pod["spec"]["runtimeClassName"] == "gvisor"
+def test_the_builder_cannot_put_a_secret_into_the_workspace():
+    secret = {"secret_ref": {"name": "openai-key", "key": "api-key"}}
+    with pytest.raises(SandboxPolicyError, match=r"env\.DB takes its value from a Secret"):
+        sandbox_pod(IX, run(env={"MODE": "fast", "DB": secret}), PLACE)
+
+
+def test_the_image_is_the_platforms_or_one_it_allows():
+    assert {c["image"] for c in containers(sandbox_pod(IX, run(), PLACE)).values()} == {
+        "tether/sandbox:test"
+    }
+    with pytest.raises(SandboxPolicyError, match="image 'mine:1' is not allowed"):
+        sandbox_pod(IX, run(image="mine:1"), PLACE)
+    allowing = replace(PLACE, allowed_images=("mine:1",))
+    pod = sandbox_pod(IX, run(image="mine:1"), allowing)
     assert {c["image"] for c in containers(pod).values()} == {"mine:1"}
+
+
+def test_an_environment_names_a_runtime_class_only_when_the_platform_has_none():
+    pod = sandbox_pod(IX, run(runtime_class_name="gvisor"), PLACE)
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
     assert "runtimeClassName" not in sandbox_pod(IX, run(), PLACE)["spec"]
+
+
+def test_the_workspace_always_has_limits_within_the_platforms_maximum():
+    requests_only = run(resources={"requests": {"cpu": "200m", "memory": "300Mi"}})
+    resources = containers(sandbox_pod(IX, requests_only, PLACE))["workspace"]["resources"]
+    assert resources["requests"]["cpu"] == "200m"
+    assert resources["limits"] == {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"}
+    lowered = run(resources={"limits": {"cpu": "250m", "memory": "128Mi"}})
+    resources = containers(sandbox_pod(IX, lowered, PLACE))["workspace"]["resources"]
+    assert (resources["limits"]["cpu"], resources["limits"]["memory"]) == ("250m", "128Mi")
+    assert (resources["requests"]["cpu"], resources["requests"]["memory"]) == ("100m", "128Mi")
+    with pytest.raises(SandboxPolicyError, match=r"limits\.cpu '64' is above the platform's"):
+        sandbox_pod(IX, run(resources={"limits": {"cpu": "64"}}), PLACE)
+    small = replace(
+        PLACE, max_limits=(("cpu", "500m"), ("memory", "512Mi"), ("ephemeral-storage", "1Gi"))
+    )
+    limits = containers(sandbox_pod(IX, run(), small))["workspace"]["resources"]["limits"]
+    assert limits == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
 
 
 def test_every_child_is_named_from_the_uid_and_owned_by_the_interaction():
@@ -164,11 +202,35 @@ def test_inline_and_skill_sources_become_workspace_files():
         workspace_files(run(sources=[{"type": "gcs", "source": "gs://b/x"}]))
 
 
-def test_the_platforms_runtime_class_applies_unless_the_environment_names_one():
-    from dataclasses import replace
-
+def test_the_platforms_runtime_class_cannot_be_changed_by_an_environment():
     place = replace(PLACE, runtime_class_name="gvisor")
     assert sandbox_pod(IX, run(), place)["spec"]["runtimeClassName"] == "gvisor"
-    assert (
-        sandbox_pod(IX, run(runtime_class_name="kata"), place)["spec"]["runtimeClassName"] == "kata"
+    assert sandbox_pod(IX, run(runtime_class_name="gvisor"), place)["spec"]["runtimeClassName"] == (
+        "gvisor"
+    )
+    with pytest.raises(SandboxPolicyError, match="runtime_class_name 'kata' is not allowed"):
+        sandbox_pod(IX, run(runtime_class_name="kata"), place)
+
+
+def test_placement_from_settings_carries_the_platforms_policy():
+    from tether.settings import Settings
+
+    settings = Settings(
+        sandbox_image="img:1",
+        sandbox_allowed_images=["img:2"],
+        sandbox_runtime_class_name="gvisor",
+        sandbox_max_cpu="3",
+        gateway_url="http://gw:8080",
+    )
+    place = Placement.from_settings(settings)
+    assert (place.image, place.allowed_images, place.runtime_class_name) == (
+        "img:1",
+        ("img:2",),
+        "gvisor",
+    )
+    assert dict(place.max_limits)["cpu"] == "3"
+    pod = sandbox_pod(IX, run(image="img:2"), place)
+    assert (pod["spec"]["runtimeClassName"], containers(pod)["workspace"]["image"]) == (
+        "gvisor",
+        "img:2",
     )

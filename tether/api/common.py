@@ -24,7 +24,9 @@ class Condition(ApiModel):
 
 
 class EnvVar(ApiModel):
-    """An environment variable whose value comes from a Secret key rather than the request."""
+    """An environment variable whose value would come from a Secret key. Refused for now, in
+    requests and Agents alike: the sandbox runs untrusted code, which never gets a secret
+    (tether/sandbox_policy.py). Credentials for sandboxes will be their own feature."""
 
     secret_ref: SecretKeyRef
 

@@ -27,9 +27,32 @@ Phase = Literal[
     "incomplete",
     "budget_exceeded",
 ]
+MAX_SPEC_BYTES = 1_000_000
+"""An Interaction's spec (the request) is at most this large, so that it fits one etcd object
+beside its bounded status."""
 TERMINAL_PHASES: frozenset[str] = frozenset(
-    {"completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
+    {"requires_action", "completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
 )
+"""Where a run ends. `requires_action` ends the run too: the client's answer is a new
+interaction that continues the conversation."""
+
+INTERACTION_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""The one pattern every interaction id is checked against wherever it enters (paths, bodies):
+a Kubernetes object name without dots, so `.`, `..` and path tricks never reach the API."""
+
+
+class InvalidInteractionId(ValueError):
+    """An id that cannot name an interaction."""
+
+
+def check_interaction_id(value: str, what: str = "interaction id") -> str:
+    if not isinstance(value, str) or not INTERACTION_ID.match(value):
+        raise InvalidInteractionId(
+            f"{what} {value!r} is not an interaction id (lowercase letters, digits and dashes, "
+            "at most 63, like 'ix-0123456789abcdef0123')"
+        )
+    return value
+
 
 CONTENT_TYPES = frozenset({"text", "image", "audio", "document", "video"})
 STEP_TYPES = frozenset(
@@ -126,7 +149,8 @@ def _input_kind(value: Any) -> str | None:
 
 def _item_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "content" if kind in CONTENT_TYPES else "step"
+    # a `type` that is an object or a list is unhashable: it goes to Step, which refuses it
+    return "content" if isinstance(kind, str) and kind in CONTENT_TYPES else "step"
 
 
 InputItem = Annotated[
@@ -174,6 +198,11 @@ class InteractionSpec(ApiModel):
     """"remote", an Environment id, or an environment object."""
     webhook_config: WebhookConfig | None = None
     labels: dict[str, str] | None = Field(default=None, max_length=64)
+
+    @field_validator("previous_interaction_id")
+    @classmethod
+    def _valid_previous(cls, value: str | None) -> str | None:
+        return None if value is None else check_interaction_id(value, "the id")
 
     @field_validator("labels")
     @classmethod
@@ -243,6 +272,9 @@ class InteractionStatus(ApiModel):
     errors: list[Error] | None = None
     created: Timestamp | None = None
     updated: Timestamp | None = None
+    steps_ref: str | None = None
+    """Set when the output steps were too large for the status: they are kept whole outside
+    etcd under this reference, and `steps` is left empty."""
     environment_id: str | None = None
     sandbox_pod: str | None = None
     """The name of the sandbox pod of an agent run."""

@@ -22,15 +22,20 @@ _ECHOED = (
 )
 
 
-def interaction_view(obj: dict[str, Any], *, include_input: bool) -> dict[str, Any]:
+def interaction_view(
+    obj: dict[str, Any], *, include_input: bool, outputs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """An Interaction resource as the wire object the SDK reads (snake_case).
 
     A create answers with the output steps only; a get shows the whole timeline, input first.
+    `outputs` are the output steps (wire spelling) when the status keeps them elsewhere.
     """
     meta = obj["metadata"]
     spec = InteractionSpec.from_kube(obj["spec"])
     status = InteractionStatus.from_kube(obj.get("status") or {})
-    steps = list(status.steps or [])
+    steps = (
+        [Step.from_wire(s) for s in outputs] if outputs is not None else list(status.steps or [])
+    )
     if include_input:
         steps = [Step.from_wire(s) for s in input_steps(spec.to_wire().get("input"))] + steps
     return InteractionObject(

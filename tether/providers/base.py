@@ -18,6 +18,8 @@ class ModelRequest:
     generation_config: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
     """A JSON schema the answer must follow."""
+    response_mime_type: str | None = None
+    """`application/json` alone asks for any JSON object."""
 
 
 @dataclass(frozen=True)

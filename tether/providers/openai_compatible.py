@@ -38,7 +38,7 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
     for step in request.steps:
         kind = step.get("type")
         if kind == "user_input":
-            messages.append({"role": "user", "content": text_of(step)})
+            messages.append({"role": "user", "content": user_content(step)})
         elif kind == "model_output":
             messages.append({"role": "assistant", "content": text_of(step)})
         elif kind == "function_call":
@@ -65,6 +65,38 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
                 }
             )
     return messages
+
+
+def user_content(step: dict[str, Any]) -> str | list[dict[str, Any]]:
+    """A user turn's content: plain text, or parts when it carries images."""
+    parts = step.get("content") or []
+    if all(part.get("type") == "text" for part in parts):
+        return text_of(step)
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if part.get("type") == "text":
+            out.append({"type": "text", "text": part.get("text") or ""})
+        elif part.get("type") == "image":
+            url = part.get("uri") or f"data:{part.get('mime_type')};base64,{part.get('data')}"
+            out.append({"type": "image_url", "image_url": {"url": url}})
+    return out
+
+
+def chat_tool_choice(value: Any) -> str | dict[str, Any] | None:
+    """The Interactions API's tool_choice as Chat Completions' tool_choice; None when it has
+    no equivalent there."""
+    modes = {"auto": "auto", "none": "none", "any": "required"}
+    if isinstance(value, str):
+        return modes.get(value)
+    allowed = value.get("allowed_tools") if isinstance(value, dict) else None
+    if not isinstance(allowed, dict) or set(value) != {"allowed_tools"}:
+        return None
+    mode, names = allowed.get("mode", "any"), allowed.get("tools")
+    if mode == "none" and not names:
+        return "none"
+    if mode == "any" and isinstance(names, list) and len(names) == 1 and isinstance(names[0], str):
+        return {"type": "function", "function": {"name": names[0]}}
+    return None
 
 
 def chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -97,11 +129,15 @@ class OpenAICompatibleProvider:
         }
         if tools := chat_tools(request.tools):
             options["tools"] = tools
+        if (choice := request.generation_config.get("tool_choice")) is not None:
+            options["tool_choice"] = chat_tool_choice(choice)
         if request.response_format:
             options["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": request.response_format},
             }
+        elif request.response_mime_type == "application/json":
+            options["response_format"] = {"type": "json_object"}
         calls: dict[int, dict[str, str]] = {}
         try:
             stream = await self.client.chat.completions.create(

@@ -47,4 +47,11 @@ securityContext:
     secretKeyRef:
       name: {{ .Release.Name }}-run-token-key
       key: key
+{{- /* The sandbox policy: the operator builds pods by it, the gateway refuses requests past it. */}}
+- name: TETHER_SANDBOX_IMAGE
+  value: {{ include "tether.image" (dict "root" . "name" .Values.sandbox.image) }}
+{{- with .Values.sandbox.runtimeClassName }}
+- name: TETHER_SANDBOX_RUNTIME_CLASS_NAME
+  value: {{ . }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,228 @@
+"""How every interaction ends, in one place.
+
+An ending is three steps, each idempotent, so that after a crash at any point doing it again
+finishes what was left and repeats nothing:
+
+1. one compare-and-swap of the status to a terminal phase (on the resource version), retried
+   through API server outages: the first ending written wins, a later one changes nothing;
+2. one announcement in the event log (`interaction.completed` and its companions, written
+   atomically with an "ended" marker, so never twice);
+3. the clean-up: the sandbox's pod, Secret and NetworkPolicy, and a `store: false` record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from tether.api.interaction import TERMINAL_PHASES, InteractionSpec, Step
+from tether.api.views import interaction_view
+from tether.chain import output_steps
+from tether.events import mark_unstored
+from tether.kube import unavailable
+from tether.outputs import fits_status
+
+from . import metrics
+from .context import Context
+from .sandbox_pod import child_name
+
+log = logging.getLogger("tether.operator")
+T = TypeVar("T")
+RECENT_SECONDS = 600
+"""An ending this recent may still have a sandbox to clean up after an operator restart."""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Outcome:
+    """How a run ended, and what it produced (steps in the wire spelling)."""
+
+    phase: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def kind_of(obj: dict[str, Any]) -> str:
+    return "agent" if obj["spec"].get("agent") else "model"
+
+
+async def persistently(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """`call()` until it gets through: the API server or Redis being away is waited out."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            if not (
+                unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError)
+            ):
+                raise
+            log.warning("%s: %s; trying again in %.1fs", what, error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 3)
+
+
+async def transition(
+    ctx: Context, obj: dict[str, Any], status: dict[str, Any]
+) -> tuple[dict[str, Any] | None, bool]:
+    """Merge `status` into the interaction's status unless it has ended already.
+
+    Returns the object as it stands afterwards (None if it is gone) and whether this write
+    landed. A compare-and-swap: a write based on a stale version is refused and re-read.
+    """
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    current = obj
+    while True:
+        seen = current.get("status") or {}
+        if seen.get("phase") in TERMINAL_PHASES:
+            # Ours, if an earlier attempt landed and only its answer was lost.
+            ours = (seen.get("phase"), seen.get("updated")) == (
+                status.get("phase"),
+                status.get("updated"),
+            )
+            return current, ours
+        version = current["metadata"]["resourceVersion"]
+        try:
+            written = await persistently(
+                lambda v=version: ctx.kube.patch_status("interactions", namespace, name, status, v),
+                f"status of {namespace}/{name}",
+            )
+            return written, True
+        except ApiException as error:
+            if error.status == 404:
+                return None, False
+            if error.status != 409:
+                raise
+        current = await persistently(
+            lambda: ctx.kube.get("interactions", namespace, name), f"re-read {namespace}/{name}"
+        )
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return None, False
+
+
+async def conclude(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
+    """End the interaction with `outcome`, unless it has ended already (then nothing changes).
+
+    Returns the ended object, whoever ended it; None if the interaction is gone.
+    """
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status: dict[str, Any] = {"phase": outcome.phase, "updated": now()}
+    if outcome.steps:
+        if fits_status(outcome.steps):
+            status["steps"] = [Step.from_wire(s).to_kube() for s in outcome.steps]
+        else:
+            status["stepsRef"] = await persistently(
+                lambda: ctx.outputs.keep(namespace, name, outcome.steps),
+                f"outputs of {namespace}/{name}",
+            )
+    if outcome.usage:
+        status["usage"] = outcome.usage
+    if outcome.errors:
+        status["errors"] = outcome.errors
+    try:
+        final, wrote = await transition(ctx, obj, status)
+    except ApiException as error:  # refused as written: end it all the same, saying why
+        log.error("the ending of %s/%s was refused: %s", namespace, name, error.body)
+        message = "the run ended but its outcome could not be recorded; see the operator log"
+        status = {
+            "phase": "failed",
+            "updated": now(),
+            "errors": [{"code": "internal", "message": message}],
+        }
+        final, wrote = await transition(ctx, obj, status)
+    if final is not None and wrote:
+        await settle(ctx, final, outcome.steps)
+    return final
+
+
+async def settle(
+    ctx: Context, final: dict[str, Any], steps: list[dict[str, Any]] | None = None
+) -> bool:
+    """Announce an ended interaction and clean up after it; True if this call announced it."""
+    meta = final["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = final.get("status") or {}
+    phase = status["phase"]
+    if steps is None and status.get("stepsRef"):
+        steps = await persistently(
+            lambda: output_steps(ctx.outputs, final), f"outputs of {namespace}/{name}"
+        )
+    view = interaction_view(final, include_input=False, outputs=steps if steps else None)
+    events = [
+        {"event_type": "interaction.status_update", "interaction_id": name, "status": phase},
+        *({"event_type": "error", "error": error} for error in status.get("errors") or []),
+        {"event_type": "interaction.completed", "interaction": view},
+    ]
+    announced = await persistently(
+        lambda: ctx.events.end(namespace, name, events), f"announce {namespace}/{name}"
+    )
+    kind = kind_of(final)
+    if announced:
+        metrics.INTERACTIONS.labels(kind, phase).inc()
+    if kind == "agent":
+        await persistently(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
+        await delete_children(ctx, namespace, child_name(meta["uid"]))
+    if InteractionSpec.from_kube(final["spec"]).store is False:
+        await persistently(
+            lambda: mark_unstored(
+                ctx.events.redis, namespace, name, ctx.settings.retention_seconds
+            ),
+            f"remember unstored {name}",
+        )
+        await persistently(
+            lambda: ctx.kube.delete("interactions", namespace, name), f"delete {name}"
+        )
+    return announced
+
+
+async def resume_ended(ctx: Context, obj: dict[str, Any]) -> None:
+    """An ended interaction seen at (re)start: finish an ending a crash interrupted."""
+    status = obj.get("status") or {}
+    updated = status.get("updated")
+    age = (dt.datetime.now(dt.UTC) - _parse(updated)).total_seconds() if updated else float("inf")
+    meta = obj["metadata"]
+    if InteractionSpec.from_kube(obj["spec"]).store is False:
+        await settle(ctx, obj)
+    elif age < ctx.settings.event_ttl_seconds - 3600 and not await ctx.events.has_ended(
+        meta["namespace"], meta["name"]
+    ):
+        log.info("announcing the end of %s/%s, which a crash interrupted", *_where(meta))
+        await settle(ctx, obj)
+    elif kind_of(obj) == "agent" and age < RECENT_SECONDS:
+        await delete_children(ctx, meta["namespace"], child_name(meta["uid"]))
+
+
+async def delete_children(ctx: Context, namespace: str, name: str) -> None:
+    """Delete a run's Secret, pod and NetworkPolicy (named `name`); gone already is fine. The
+    NetworkPolicy goes last, so that whatever a crash leaves behind is found by listing them."""
+    networking = client.NetworkingV1Api(ctx.kube.api)
+    for delete in (
+        ctx.kube.core.delete_namespaced_secret,
+        ctx.kube.core.delete_namespaced_pod,
+        networking.delete_namespaced_network_policy,
+    ):
+        with contextlib.suppress(ApiException):  # 404: already gone
+            await persistently(lambda d=delete: d(name, namespace), f"delete {namespace}/{name}")
+
+
+def _where(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["namespace"], meta["name"]
+
+
+def _parse(timestamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
