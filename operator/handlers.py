@@ -7,13 +7,11 @@ annotations on them: inputs of any size never meet the 256 KiB annotation limit.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
@@ -22,11 +20,10 @@ from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.events import EventLog
 from tether.kube import Kube
-from tether.lifecycle import erase
 from tether.providers import ProviderError
 from tether.settings import Settings
 
-from . import metrics
+from . import metrics, sweeps
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .ending import Outcome, conclude, delete_children, resume_ended
@@ -52,7 +49,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     server, _thread = start_http_server(config.metrics_port, addr=config.host)
     log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
-    memo.sweeper = asyncio.create_task(sweep_expired(memo.ctx))
+    memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
 
 
 @kopf.on.cleanup()
@@ -135,7 +132,8 @@ def _reason(error: Exception) -> str:
 
 @kopf.on.event("", "v1", "pods", labels={SANDBOX_LABEL: kopf.PRESENT})
 async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A sandbox pod ended: finish its agent run from what the run reported."""
+    """A sandbox pod ended, or was deleted under a running run: finish its agent run from
+    what the run reported."""
     ctx: Context = memo.ctx
     uid = body.metadata.uid
     phase = body.status.get("phase")
@@ -150,7 +148,8 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
             observe_start(dict(body))
         ctx.active_sandboxes.add(uid)
     metrics.ACTIVE_SANDBOXES.set(len(ctx.active_sandboxes))
-    if type == "DELETED" or phase not in ("Succeeded", "Failed"):
+    ended = phase in ("Succeeded", "Failed")
+    if not ended and type != "DELETED":
         return
     namespace = body.metadata.namespace
     interaction = await ctx.kube.get(
@@ -159,70 +158,7 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     if interaction is None:
         return  # the garbage collector removes what a deleted interaction owned
     if (interaction.get("status") or {}).get("phase") in TERMINAL_PHASES:
-        await delete_children(ctx, namespace, body.metadata.name)
+        if type != "DELETED":
+            await delete_children(ctx, namespace, body.metadata.name)
         return
-    await finish_agent_run(ctx, interaction, dict(body))
-
-
-async def sweep_expired(ctx: Context) -> None:
-    """At start and every sweep interval: delete finished interactions older than the retention
-    period, and sandbox objects whose run has ended or is gone."""
-    while True:
-        for sweep in (sweep_orphans, sweep_once):
-            try:
-                await sweep(ctx, dt.datetime.now(dt.UTC))
-            except Exception:  # a failed sweep is retried at the next interval, never fatal
-                log.exception("%s failed", sweep.__name__)
-        await asyncio.sleep(ctx.settings.sweep_interval_seconds)
-
-
-async def sweep_orphans(ctx: Context, _now: dt.datetime) -> list[str]:
-    """Delete the sandbox objects of runs that have ended or are gone (an operator that died
-    between an ending and its clean-up leaves them)."""
-    networking = client.NetworkingV1Api(ctx.kube.api)
-    selector = SANDBOX_LABEL
-    found: dict[tuple[str, str], str] = {}
-    # The clean-up deletes a run's NetworkPolicy last; its pod is listed too, for a pod that
-    # outlived its policy. (No listing of Secrets: the operator may not read them all.)
-    for list_all in (
-        ctx.kube.core.list_pod_for_all_namespaces,
-        networking.list_network_policy_for_all_namespaces,
-    ):
-        for item in (await list_all(label_selector=selector)).items:
-            labels = item.metadata.labels or {}
-            interaction = labels.get(INTERACTION_LABEL)
-            if interaction:
-                found[(item.metadata.namespace, item.metadata.name)] = interaction
-    deleted = []
-    for (namespace, child), name in found.items():
-        interaction = await ctx.kube.get("interactions", namespace, name)
-        phase = ((interaction or {}).get("status") or {}).get("phase")
-        if interaction is None or phase in TERMINAL_PHASES:
-            await delete_children(ctx, namespace, child)
-            deleted.append(f"{namespace}/{child}")
-    if deleted:
-        log.info("deleted the sandbox objects of %d ended runs", len(deleted))
-    return deleted
-
-
-async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
-    """Erase the interactions that ended before the retention cutoff."""
-    cutoff = now - dt.timedelta(seconds=ctx.settings.retention_seconds)
-    found = await ctx.kube.custom.list_cluster_custom_object(GROUP, VERSION, "interactions")
-    deleted = []
-    for item in found["items"]:
-        status = item.get("status") or {}
-        updated = status.get("updated")
-        if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
-            meta = item["metadata"]
-            await erase(
-                ctx.kube, ctx.events, meta["namespace"], meta["name"], ctx.run_store, ctx.outputs
-            )
-            deleted.append(f"{meta['namespace']}/{meta['name']}")
-    if deleted:
-        log.info("retention: deleted %d finished interactions", len(deleted))
-    return deleted
-
-
-def _parse(timestamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    await finish_agent_run(ctx, interaction, dict(body) if ended else None)

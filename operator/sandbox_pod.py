@@ -7,6 +7,7 @@ provable against a real API server's admission without running anything.
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ SANDBOX_LABEL = "tether.dev/sandbox"
 INTERACTION_LABEL = "tether.dev/interaction"
 TOKEN_DIR = "/var/run/tether"
 WORKSPACE = "/workspace"
-WORKSPACE_PORT = 7070
+WORKSPACE_PORTS = range(10000, 32000)
+"""Below the kernel's ephemeral range (32768 and up), where outgoing connections take theirs."""
 SANDBOX_UID = 1000
 AGENT_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "128Mi"},
@@ -70,6 +72,13 @@ class Placement:
             runtime_class_name=self.runtime_class_name,
             max_limits=dict(self.max_limits),
         )
+
+
+def workspace_port(uid: str) -> int:
+    """The workspace's port, spread by run: pods on a node that shares one network (the dev
+    node) rarely meet, and the workspace refuses any caller naming another run anyway."""
+    digest = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16)
+    return WORKSPACE_PORTS[digest % len(WORKSPACE_PORTS)]
 
 
 def child_name(uid: str) -> str:
@@ -132,6 +141,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     never built."""
     meta = interaction["metadata"]
     name = child_name(meta["uid"])
+    port = workspace_port(meta["uid"])
     env = run.environment
     policy = place.policy
     image = sandbox_policy.image(env, policy)
@@ -163,7 +173,8 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                 "restartPolicy": "Always",
                 "command": ["python", "-m", "tether.sandbox.workspace"],
                 "env": [
-                    {"name": "TETHER_WORKSPACE_PORT", "value": str(WORKSPACE_PORT)},
+                    {"name": "TETHER_WORKSPACE_PORT", "value": str(port)},
+                    {"name": "TETHER_RUN", "value": meta["uid"]},
                     {"name": "TETHER_NETWORK", "value": json.dumps(_network(env.network))},
                     {"name": "HOME", "value": WORKSPACE},
                     *_plain_env(env),
@@ -187,7 +198,8 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                     {"name": "TETHER_INTERACTION", "value": meta["name"]},
                     {"name": "TETHER_RUN_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
                     {"name": "TETHER_RUN_FILE", "value": f"{TOKEN_DIR}/run.json"},
-                    {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{WORKSPACE_PORT}"},
+                    {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{port}"},
+                    {"name": "TETHER_RUN", "value": meta["uid"]},
                 ],
                 "volumeMounts": [
                     {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True},

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-import itertools
 import json
 import os
 import sys
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 REPEAT_LIMIT = 3
+RETRY_SECONDS = 120
 FILES_LIMIT = 10 * 1024 * 1024
 
 BUILTIN_TOOLS: list[dict[str, Any]] = [
@@ -95,10 +96,30 @@ class Gateway:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-        async with self.http.request(
-            method, self.base + path, headers=self.headers, **kwargs
-        ) as response:
-            return response.status, await response.json()
+        """One call, answered. The gateway restarting, or the cluster behind it away for a
+        moment (503), or this run's previous model call still being counted (409
+        call_in_flight), is waited out for up to RETRY_SECONDS."""
+        deadline = time.monotonic() + RETRY_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                async with self.http.request(
+                    method, self.base + path, headers=self.headers, **kwargs
+                ) as response:
+                    body = await response.json(content_type=None)
+                    code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
+                    if response.status not in (503, 504) and code != "call_in_flight":
+                        return response.status, body
+                    reason = f"answered {response.status} {code}"
+            except (aiohttp.ClientConnectionError, aiohttp.ContentTypeError, TimeoutError) as error:
+                reason = repr(error)
+            if time.monotonic() + delay > deadline:
+                raise RuntimeError(
+                    f"the gateway did not answer {path} for {RETRY_SECONDS}s: {reason}"
+                )
+            print(f"{method} {path}: {reason}; trying again in {delay:.1f}s", flush=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
 
     async def step(self, step: dict[str, Any]) -> None:
         status, body = await self.call("POST", "/steps", json={"step": step})
@@ -107,7 +128,8 @@ class Gateway:
 
 
 async def use_tool(http: aiohttp.ClientSession, workspace: str, name: str, args: dict) -> dict:
-    async with http.post(f"{workspace}/tools/{name}", json=args) as response:
+    headers = {"X-Tether-Run": os.environ.get("TETHER_RUN", "")}
+    async with http.post(f"{workspace}/tools/{name}", json=args, headers=headers) as response:
         return await response.json()
 
 
@@ -258,18 +280,19 @@ def workspace_archive(root: Path) -> bytes:
     return buffer.getvalue()
 
 
-async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = 30) -> None:
-    for _ in itertools.count():
+async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = RETRY_SECONDS) -> None:
+    """Until the workspace at `url` answers, and answers as this run's own."""
+    run = os.environ.get("TETHER_RUN", "")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
             async with http.get(url) as response:
-                if response.status == 200:
+                if response.status == 200 and (await response.json()).get("run", "") == run:
                     return
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, ValueError):
             pass
-        seconds -= 0.1
-        if seconds <= 0:
-            raise RuntimeError(f"{url} did not come up")
         await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up as this run's workspace in {seconds:.0f}s")
 
 
 async def main() -> int:

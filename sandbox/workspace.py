@@ -160,14 +160,25 @@ async def fetch_url(
     return result
 
 
-async def healthz(_: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+RUN_HEADER = "X-Tether-Run"
 
 
-def create_app(root: Path = WORKSPACE, policy: str | list[str] | None = None) -> web.Application:
+def create_app(
+    root: Path = WORKSPACE, policy: str | list[str] | None = None, run: str | None = None
+) -> web.Application:
+    """`run` is the uid of the run this workspace serves: a caller naming another run (another
+    run's agent that reached this port) is refused, so no run ever uses another's sandbox."""
     policy = network_policy() if policy is None else policy
+    run = os.environ.get("TETHER_RUN", "") if run is None else run
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "run": run})
 
     async def tool(request: web.Request) -> web.Response:
+        if request.headers.get(RUN_HEADER, "") != run:
+            return web.json_response(
+                {"ok": False, "error": "this workspace belongs to another run"}, status=403
+            )
         name = request.match_info["name"]
         args: dict[str, Any] = await request.json()
         try:

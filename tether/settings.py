@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     retention_seconds: int = 7 * 24 * 3600
     """How long a stored interaction is kept after it finishes."""
     sweep_interval_seconds: float = 300
+    """How often interactions past their retention are deleted."""
+    sandbox_check_seconds: float = 30
+    """How often the operator looks over running sandboxes and objects a crash left behind."""
 
     host: str = "127.0.0.1"
     port: int = 8080

@@ -281,3 +281,18 @@ def test_a_sandbox_the_cluster_refuses_fails_the_run_with_the_reason(stack):
     assert done.status == "failed"
     assert done.errors[0].code == "sandbox_start_failed"
     assert "exceeded quota" in done.errors[0].message
+
+
+def test_a_sandbox_deleted_under_a_running_run_ends_it_failed_once(stack, client, script):
+    model = script("deleted-under", [{"text": "never", "delaySeconds": 60}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    pod = wait_for_running_sandbox(stack)
+    core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
+    core.delete_namespaced_pod(pod.metadata.name, "tenant-a")
+    done = wait_until_ended(client, started.id, timeout=30)
+    assert done.status == "failed"
+    assert done.errors[0].code in ("sandbox_lost", "sandbox_crashed")
+    events = list(client.interactions.get(started.id, stream=True))
+    assert [e.event_type for e in events].count("interaction.completed") == 1

@@ -362,3 +362,17 @@ def test_sandbox_objects_of_ended_or_deleted_runs_are_removed_by_the_next_operat
     assert names() == {"sbx-of-running"}
     networking.delete_namespaced_network_policy("sbx-of-running", NAMESPACE)
     http.post(f"/v1/interactions/{running}/cancel")
+
+
+def test_a_client_dropping_its_stream_is_not_an_error_in_the_gateway_log(stack, http):
+    log = stack.logs / "gateway.log"
+    before = log.read_text(errors="replace")
+    body = {"model": "echo", "input": "/sleep 2", "stream": True}
+    with http.stream("POST", "/v1/interactions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break  # the client goes away after the first event
+    time.sleep(3)  # the run ends meanwhile: the gateway has written to the closed stream
+    added = log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in added
+    assert "unhandled error" not in added

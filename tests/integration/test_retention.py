@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from tether.events import EventLog
 from tether.kube import Kube
 from tether.operator.context import Context
-from tether.operator.handlers import sweep_once
+from tether.operator.sweeps import sweep_once
 from tether.settings import Settings
 
 

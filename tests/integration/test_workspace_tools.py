@@ -84,3 +84,17 @@ async def test_fetch_reaches_allowlisted_hosts_only(tools, page):
         "error": f"'http://localhost:{page.port}/prices' is not on this agent's network allowlist",
     }
     assert "only http and https" in (await tools("fetch_url", url="file:///etc/passwd"))["error"]
+
+
+async def test_a_caller_naming_another_run_is_refused(tmp_path):
+    client = TestClient(TestServer(create_app(tmp_path, [], run="run-a"), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        assert (await (await client.get("/healthz")).json())["run"] == "run-a"
+        other = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": "run-b"})
+        assert other.status == 403
+        assert "another run" in (await other.json())["error"]
+        own = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": "run-a"})
+        assert own.status == 200
+    finally:
+        await client.close()

@@ -234,3 +234,19 @@ def test_placement_from_settings_carries_the_platforms_policy():
         "gvisor",
         "img:2",
     )
+
+
+def test_the_agent_and_its_workspace_are_bound_to_the_run_and_meet_on_its_own_port():
+    env = {
+        n: {e["name"]: e.get("value") for e in c["env"]}
+        for n, c in containers(sandbox_pod(IX, run(), PLACE)).items()
+    }
+    assert env["agent"]["TETHER_RUN"] == env["workspace"]["TETHER_RUN"] == "0f1e2d3c-aaaa"
+    port = env["workspace"]["TETHER_WORKSPACE_PORT"]
+    assert env["agent"]["TETHER_WORKSPACE_URL"] == f"http://127.0.0.1:{port}"
+    other = {**IX, "metadata": {**IX["metadata"], "uid": "99887766-bbbb"}}
+    other_env = {
+        e["name"]: e.get("value")
+        for e in containers(sandbox_pod(other, run(), PLACE))["workspace"]["env"]
+    }
+    assert other_env["TETHER_WORKSPACE_PORT"] != port

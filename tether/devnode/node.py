@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import pki
 from tether.devnode.bwrap import Mount, bwrap_argv
+from tether.kube import unavailable
 
 log = logging.getLogger("tether.devnode")
 LEASE_SECONDS = 40
@@ -347,9 +348,7 @@ class DevNode:
             path = run.directory / "volumes" / volume.name
             path.mkdir(parents=True, exist_ok=True)
             if volume.secret is not None:
-                secret = await self.core.read_namespaced_secret(
-                    volume.secret.secret_name, run.namespace
-                )
+                secret = await self._secret(volume.secret.secret_name, run.namespace)
                 mode = volume.secret.default_mode or 0o644
                 for key, value in (secret.data or {}).items():
                     target = path / key
@@ -369,7 +368,7 @@ class DevNode:
                 ref = item.value_from.secret_key_ref
                 if ref is None:
                     raise ValueError(f"env {item.name!r}: the dev node supports secretKeyRef only")
-                secret = await self.core.read_namespaced_secret(ref.name, run.namespace)
+                secret = await self._secret(ref.name, run.namespace)
                 env[item.name] = base64.b64decode((secret.data or {})[ref.key]).decode()
             else:
                 env[item.name] = item.value or ""
@@ -479,11 +478,17 @@ class DevNode:
         )
 
     async def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Report, retrying while the API server is away, as the kubelet's status manager does."""
         try:
-            await self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+            await _through_outages(
+                lambda: self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+            )
         except ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing to report to
                 raise
+
+    async def _secret(self, name: str, namespace: str) -> client.V1Secret:
+        return await _through_outages(lambda: self.core.read_namespaced_secret(name, namespace))
 
     # -- logs, as the kubelet serves them to the API server --------------------------------------
 
@@ -535,3 +540,16 @@ class DevNode:
                     await response.write(chunk)
         await response.write_eof()
         return response
+
+
+async def _through_outages(call):
+    """`call()`, retried while the API server is away (as the kubelet retries)."""
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            if not unavailable(error):
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 3)
