@@ -21,6 +21,7 @@ from .auth import ApiKeys, auth_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
 from .openapi import openapi_document
+from .parsing import interaction_id_middleware
 from .state import SETTINGS, STATE, State
 
 MAX_LINE_BYTES = 32 * 1024
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> web.Application:
             metrics_middleware,
             error_middleware,
             auth_middleware(lambda app: app[STATE].keys),
-            interactions.interaction_id_middleware,
+            interaction_id_middleware,
         ],
         # aiohttp answers a request line or header over these limits itself, in plain text,
         # before any middleware runs; 8 KiB (its default) is too little for a list URL with

@@ -23,8 +23,8 @@ from tether.providers.base import ModelRequest
 from tether.run_store import FILES_LIMIT, CallInFlight
 
 from .errors import ApiError
-from .interactions import read_json
 from .metrics import SANDBOX_FIRST_CALL
+from .parsing import read_json
 from .state import STATE, State
 
 OUTCOME_PHASES = frozenset(
