@@ -9,7 +9,10 @@ COPY tether tether
 COPY operator operator
 COPY gateway gateway
 COPY sandbox sandbox
-RUN pip install --prefix=/install .
+# tether.dev (the local stack, its control plane and node, the demo, fake vendors) is for
+# development only: no image carries it.
+RUN pip install --prefix=/install . \
+ && rm -rf /install/lib/python3.11/site-packages/tether/dev
 
 FROM python:3.11-slim AS service
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1

@@ -65,15 +65,15 @@ check: lint crds-check test
 
 ## The whole stack in the background (control plane, Redis, operator, gateway); prints how to call it.
 up: venv control-plane system-deps
-	@$(PY) -m tether.devstack up
+	@$(PY) -m tether.dev.stack up
 
 down: venv
-	@$(PY) -m tether.devstack down
+	@$(PY) -m tether.dev.stack down
 
 ## The seed article's worked example against `make up`: an agent run in a sandbox pod
 ## fetches two pricing pages, parses them with Python, and writes prices.csv.
 demo: venv
-	@$(PY) -m tether.demo
+	@$(PY) -m tether.dev.demo
 
 ## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
 bench: venv control-plane system-deps

@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tether.controlplane import free_port
-from tether.devstack import DevStack
-from tether.processes import spawn, stop, wait_until
+from tether.dev.control_plane import free_port
+from tether.dev.processes import spawn, stop, wait_until
+from tether.dev.stack import DevStack
 
 REPLY = " ".join(f"token{i}" for i in range(20))
 PROMPT = "Summarise the quarterly pricing changes in one paragraph."
@@ -87,7 +87,7 @@ def run(requests: int, warmup: int) -> dict[str, dict[str, list[float]]]:
         [
             sys.executable,
             "-m",
-            "tether.testing.chat_completions",
+            "tether.dev.fakes.chat_completions",
             "--port",
             str(port),
             "--text",
@@ -203,7 +203,7 @@ def report(samples, requests: int, command: str) -> str:
             f"{os.cpu_count()} cores, Python {platform.python_version()}; "
             f"{requests} interleaved request pairs after warm-up. Command: `{command}`",
             "",
-            "The upstream is a local Chat Completions server (`tether.testing.chat_completions`,"
+            "The upstream is a local Chat Completions server (`tether.dev.fakes.chat_completions`,"
             " its own process) answering 20 tokens. *Direct* calls it; *Tether* sends the same"
             " prompt through the gateway, which writes an Interaction, whose run the operator"
             " picks up from its watch, calls the upstream (streaming), appends events to Redis"

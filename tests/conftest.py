@@ -6,8 +6,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tether.controlplane import ControlPlane
-from tether.devstack import DevStack, load_crds
+from tether.dev.control_plane import ControlPlane
+from tether.dev.stack import DevStack, load_crds
 
 
 @pytest.fixture(scope="session")

@@ -35,10 +35,10 @@ from tests.chaos.load import (
 )
 from tests.chaos.report import REPORT_KEY, After, Report, build
 from tether.api import API_VERSION
-from tether.devstack import DevStack
+from tether.dev.processes import StartupError
+from tether.dev.stack import DevStack
 from tether.events import TERMINAL_EVENT, stream_key
 from tether.operator.sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
-from tether.processes import StartupError
 
 pytestmark = pytest.mark.chaos
 

@@ -6,7 +6,7 @@ import json
 import kubernetes
 import pytest
 
-from tether.testing.chat_completions import ChatCompletionsServer, Reply
+from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
 
 _namespaces = itertools.count()
 

@@ -15,7 +15,7 @@ import pytest
 OWNER = textwrap.dedent(
     """
     import json, sys, time
-    from tether.controlplane import ControlPlane
+    from tether.dev.control_plane import ControlPlane
     with ControlPlane() as cp:
         print(json.dumps([p.pid for p in cp.procs.values()]), flush=True)
         time.sleep(600)

@@ -12,8 +12,8 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from tether.controlplane import ControlPlane
-from tether.devstack import load_crds
+from tether.dev.control_plane import ControlPlane
+from tether.dev.stack import load_crds
 
 GROUP, VERSION = "tether.dev", "v1alpha1"
 

@@ -8,7 +8,7 @@ import time
 import kubernetes
 import pytest
 
-from tether.devstack import DEV_NODE
+from tether.dev.stack import DEV_NODE
 
 
 @pytest.fixture

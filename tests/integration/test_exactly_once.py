@@ -20,7 +20,7 @@ from google import genai
 from google.genai import types
 
 from tests.integration.test_sdk_interactions import ENDED
-from tether.testing.chat_completions import Reply
+from tether.dev.fakes.chat_completions import Reply
 
 NAMESPACE = "tenant-a"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tether.testing.chat_completions import ChatCompletionsServer, Reply
+from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
 
 PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes.dynamic import DynamicClient
 
-from tether.controlplane import helm_binary
+from tether.dev.control_plane import helm_binary
 
 CHART = "charts/tether"
 HARDENED = "charts/tether/ci/hardened-values.yaml"

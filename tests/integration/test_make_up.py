@@ -13,12 +13,12 @@ import pytest
 
 from tests.conftest import sdk_client
 from tests.integration.test_control_plane import _alive
-from tether.controlplane import free_port
+from tether.dev.control_plane import free_port
 
 
 def devstack(state, *args: str, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tether.devstack", *args, "--state", str(state)],
+        [sys.executable, "-m", "tether.dev.stack", *args, "--state", str(state)],
         env={**os.environ, "TETHER_PORT": str(port), "PYTHONSAFEPATH": "1"},
         capture_output=True,
         text=True,

@@ -3,7 +3,7 @@ local server speaking Chat Completions, with the SDK as the client."""
 
 from __future__ import annotations
 
-from tether.testing.chat_completions import Reply
+from tether.dev.fakes.chat_completions import Reply
 
 
 def test_text_comes_back_from_the_upstream_with_its_usage(client, upstream):

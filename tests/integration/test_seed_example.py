@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
-from tether import demo
+from tether.dev import demo
 
 
 def test_the_pricing_comparison_runs_in_the_background_and_leaves_a_csv(stack, client, api_key):

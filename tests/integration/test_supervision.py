@@ -14,9 +14,9 @@ import yaml
 
 from tests.conftest import sdk_client
 from tests.integration.test_sdk_interactions import wait_until_ended
-from tether.controlplane import helm_binary
-from tether.devstack import COMPONENTS, DevStack
-from tether.processes import http_ok
+from tether.dev.control_plane import helm_binary
+from tether.dev.processes import http_ok
+from tether.dev.stack import COMPONENTS, DevStack
 
 TENANT = "tenant-supervised"
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tether.devnode.bwrap import Mount, bwrap_argv
+from tether.dev.node.bwrap import Mount, bwrap_argv
 
 
 def test_the_image_stand_in_is_bound_after_tmp_and_the_pods_volumes():

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from tether.controlplane import free_port, load_or_create_pki, port_in_use
-from tether.devstack import default_models
-from tether.processes import Service, StartupError, Supervisor
+from tether.dev.control_plane import free_port, load_or_create_pki, port_in_use
+from tether.dev.processes import Service, StartupError, Supervisor
+from tether.dev.stack import default_models
 
 
 def test_the_offline_models_are_always_installed():

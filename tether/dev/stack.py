@@ -25,9 +25,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tether.api import API_VERSION
-from tether.controlplane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
 from tether.crds import CRD_DIR
-from tether.processes import Service, StartupError, Supervisor, http_ok, wait_until
+from tether.dev.control_plane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
+from tether.dev.processes import Service, StartupError, Supervisor, http_ok, wait_until
 
 SYSTEM_NAMESPACE = "tether-system"
 DEV_NODE = "tether-dev-node"
@@ -296,7 +296,7 @@ class DevStack:
         self._python(
             "devnode",
             [
-                "tether.devnode",
+                "tether.dev.node",
                 "--name",
                 DEV_NODE,
                 "--workdir",
@@ -471,7 +471,7 @@ def up(state: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tether.devstack", "serve", "--state", str(state)],
+            [sys.executable, "-m", "tether.dev.stack", "serve", "--state", str(state)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -538,7 +538,7 @@ def _print_how_to_call(state: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tether.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tether.dev.stack", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "serve"])
     parser.add_argument("--state", type=Path, default=STATE_DIR)
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ import kubernetes
 from aiohttp import web
 from google import genai
 
-from tether.devstack import Cluster
+from tether.dev.stack import Cluster
 
 PAGES = {
     "acme": """<html><body><h1>Acme pricing</h1><table>

@@ -135,7 +135,7 @@ class ChatCompletionsServer:
 
 
 def main() -> None:
-    """`python -m tether.testing.chat_completions --port N --text "..."`: serve until killed."""
+    """`python -m tether.dev.fakes.chat_completions --port N --text "..."`: serve until killed."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

@@ -21,8 +21,8 @@ import yaml
 from cryptography import x509
 from kubernetes.dynamic import DynamicClient
 
-from tether import pki
-from tether.processes import Service, StartupError, Supervisor, http_ok, wait_until
+from tether.dev import pki
+from tether.dev.processes import Service, StartupError, Supervisor, http_ok, wait_until
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
 CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))

@@ -1,4 +1,4 @@
-"""`python -m tether.devnode`: run the dev node (dev only, no isolation)."""
+"""`python -m tether.dev.node`: run the dev node (dev only, no isolation)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kubernetes_asyncio import client, config
 
-from tether.devnode.node import DevNode
+from tether.dev.node.node import DevNode
 
 
 def image_stand_in() -> tuple[list[str], str]:

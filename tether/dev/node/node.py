@@ -20,11 +20,11 @@ from aiohttp import web
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import pki
-from tether.devnode.bwrap import Mount, bwrap_argv
+from tether.dev import pki
+from tether.dev.node.bwrap import Mount, bwrap_argv
 from tether.kube import unavailable
 
-log = logging.getLogger("tether.devnode")
+log = logging.getLogger("tether.dev.node")
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10
 TERMINATION_MESSAGE_BYTES = 4096

@@ -1,0 +1,62 @@
+"""The layout holds: the services never load the development wing, which the images leave out."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = [
+    "tether.operator.handlers",
+    "tether.gateway.app",
+    "tether.sandbox.agent",
+    "tether.sandbox.workspace",
+]
+
+
+def test_the_services_never_load_the_dev_wing():
+    """Import every service's entry module in a clean interpreter and list what got loaded."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {SERVICES!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tether'))))"
+    )
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+        ).stdout
+    )
+    assert "tether.operator.handlers" in loaded  # the check itself looked
+    assert [m for m in loaded if m == "tether.dev" or m.startswith("tether.dev.")] == []
+
+
+def test_no_service_source_names_the_dev_wing():
+    sources = [
+        *ROOT.glob("operator/*.py"),
+        *ROOT.glob("gateway/*.py"),
+        *ROOT.glob("sandbox/*.py"),
+        *(p for p in ROOT.glob("tether/**/*.py") if "dev" not in p.relative_to(ROOT).parts),
+    ]
+    assert len(sources) > 20
+    imports_dev = re.compile(
+        r"^\s*(from|import)\s+tether\.dev\b|^\s*from\s+tether\s+import\s+dev\b", re.M
+    )
+    offenders = [str(p.relative_to(ROOT)) for p in sources if imports_dev.search(p.read_text())]
+    assert offenders == []
+
+
+def test_the_images_leave_the_dev_wing_out():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "rm -rf /install/lib/python3.11/site-packages/tether/dev" in dockerfile
+
+
+def test_the_sandbox_imports_only_the_standard_library_and_aiohttp():
+    """It runs in its own image: nothing of the platform's code, whose secrets it never needs."""
+    for path in ROOT.glob("sandbox/*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("import ", "from ")) and "__future__" not in line:
+                module = line.split()[1].split(".")[0]
+                assert module in sys.stdlib_module_names or module == "aiohttp", (path, line)
