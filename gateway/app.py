@@ -40,7 +40,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         kube=kube,
         events=EventLog(redis, settings.event_ttl_seconds),
         keys=keys,
-        runs=RunStore(redis, settings.retention_seconds),
+        run_store=RunStore(redis, settings.retention_seconds),
         outputs=Outputs(redis, settings.retention_seconds),
         providers=Providers(kube),
     )

@@ -19,7 +19,7 @@ async def _archive(request: web.Request) -> bytes | None:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
     if await state.kube.get("interactions", namespace, name) is None:
         raise ApiError(404, f"interaction {name!r} not found")
-    return await state.runs.files(namespace, name)
+    return await state.run_store.files(namespace, name)
 
 
 async def _unpack(request: web.Request, read, *args):

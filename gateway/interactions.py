@@ -26,8 +26,9 @@ from tether.api.interaction import (
 )
 from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
-from tether.chain import RunError, output_steps
+from tether.chain import output_steps
 from tether.conversation import awaited_calls, function_results_problem, input_steps
+from tether.errors import RunError
 from tether.events import InvalidEventId, check_event_id, was_unstored
 from tether.lifecycle import erase
 from tether.providers.capabilities import refusals
@@ -208,7 +209,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    if not await erase(state.kube, state.events, namespace, name, state.runs, state.outputs):
+    if not await erase(state.kube, state.events, namespace, name, state.run_store, state.outputs):
         raise not_found("interaction", name)
     return web.json_response({})
 
@@ -291,7 +292,7 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
     """The model and agent named exist, and the sandbox asked for is within the platform's
     policy, and the Model routed to honours all the spec asks: otherwise nothing is created.
     Returns that Model (None for an agent interaction)."""
-    namespaces = [namespace, state.settings.system_namespace]
+    namespaces = state.settings.lookup_order(namespace)
     target = None
     if spec.model:
         target = await catalog.find(state.kube, "models", namespaces, spec.model)

@@ -68,7 +68,7 @@ async def generate(request: web.Request) -> web.Response:
     state, claims, obj = await _run(request)
     body = await read_json(request)
     try:
-        async with state.runs.model_call(claims.namespace, claims.name):
+        async with state.run_store.model_call(claims.namespace, claims.name):
             return await _generate(state, claims, obj, body)
     except CallInFlight as error:
         raise ApiError(
@@ -80,23 +80,23 @@ async def _generate(
     state: State, claims: run_tokens.RunClaims, obj: dict[str, Any], body: dict[str, Any]
 ) -> web.Response:
     ns, name = claims.namespace, claims.name
-    used = sum(await state.runs.usage(ns, name))
+    used = sum(await state.run_store.usage(ns, name))
     accepted = (obj["metadata"].get("annotations") or {}).get(ACCEPTED_ANNOTATION)
-    if used == 0 and accepted and await state.runs.next_index(ns, name) == 0:
+    if used == 0 and accepted and await state.run_store.next_index(ns, name) == 0:
         SANDBOX_FIRST_CALL.observe(max(0.0, time.time() - float(accepted)))
     if claims.budget is not None and used >= claims.budget:
         raise ApiError(
             402, f"the run has spent {used} of its {claims.budget} tokens", "budget_exceeded"
         )
     model = await catalog.find(
-        state.kube, "models", [ns, state.settings.system_namespace], claims.model or ""
+        state.kube, "models", state.settings.lookup_order(ns), claims.model or ""
     )
     if model is None:
         raise ApiError(404, f"model {claims.model!r} not found")
     spec = ModelSpec.from_kube(model["spec"])
     try:
         provider = await state.providers.for_model(model)
-        index = await state.runs.next_index(ns, name)
+        index = await state.run_store.next_index(ns, name)
         turn = await relay(
             provider,
             ModelRequest(
@@ -111,11 +111,11 @@ async def _generate(
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error
     if turn.text:
-        await state.runs.append_step(
+        await state.run_store.append_step(
             ns, name, {"type": "model_output", "content": [{"type": "text", "text": turn.text}]}
         )
     usage = turn.usage
-    total_in, total_out = await state.runs.add_usage(
+    total_in, total_out = await state.run_store.add_usage(
         ns, name, usage.input_tokens, usage.output_tokens, budget=claims.budget
     )
     return web.json_response(
@@ -134,7 +134,7 @@ async def add_step(request: web.Request) -> web.Response:
     """A step of the run's timeline (a tool call or its result), announced as it happens."""
     state, claims, _ = await _run(request)
     step = Step.from_wire((await read_json(request)).get("step")).to_wire()
-    index = await state.runs.append_step(claims.namespace, claims.name, step)
+    index = await state.run_store.append_step(claims.namespace, claims.name, step)
     await _emit(state, claims, "step.start", index=index, step=step)
     await _emit(state, claims, "step.stop", index=index)
     return web.json_response({"index": index})
@@ -147,7 +147,7 @@ async def finish(request: web.Request) -> web.Response:
     if body.get("phase") not in OUTCOME_PHASES:
         raise ApiError(400, f"phase must be one of {sorted(OUTCOME_PHASES)}")
     errors = [Error.from_wire(e).to_wire() for e in body.get("errors") or []]
-    await state.runs.set_outcome(
+    await state.run_store.set_outcome(
         claims.namespace, claims.name, {"phase": body["phase"], "errors": errors}
     )
     return web.json_response({})
@@ -165,7 +165,7 @@ async def put_files(request: web.Request) -> web.Response:
         await asyncio.to_thread(workspace_archive.check, bytes(archive))
     except workspace_archive.InvalidArchive as error:
         raise ApiError(400, str(error)) from error
-    await state.runs.put_files(claims.namespace, claims.name, bytes(archive))
+    await state.run_store.put_files(claims.namespace, claims.name, bytes(archive))
     return web.json_response({"bytes": len(archive)})
 
 

@@ -22,7 +22,7 @@ class State:
     kube: Kube
     events: EventLog
     keys: ApiKeys
-    runs: RunStore
+    run_store: RunStore
     outputs: Outputs
     providers: Providers
 

@@ -13,7 +13,8 @@ from tether import agents, catalog, run_tokens
 from tether.api.agent import AgentSpec
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.views import interaction_view
-from tether.chain import RunError, conversation
+from tether.chain import conversation
+from tether.errors import RunError
 
 from . import metrics
 from .context import Context
@@ -31,7 +32,7 @@ TOKEN_GRACE_SECONDS = 300
 
 async def resolve_agent(ctx: Context, namespace: str, agent_id: str) -> tuple[str, list[AgentSpec]]:
     """The Agent an id names, with its base agents, most basic first."""
-    namespaces = [namespace, ctx.settings.system_namespace]
+    namespaces = ctx.settings.lookup_order(namespace)
     found = await catalog.find(ctx.kube, "agents", namespaces, agent_id)
     if found is None:
         raise RunError("agent_not_found", f"agent {agent_id!r} not found")
@@ -62,12 +63,9 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     agent_name, specs = await persistently(
         lambda: resolve_agent(ctx, namespace, spec.agent), f"resolve agent of {name}"
     )
-    try:
-        run = agents.resolve(agent_name, specs, spec)
-        files = agents.workspace_files(run)
-    except agents.AgentConfigError as error:
-        raise RunError("invalid_agent", str(error)) from error
-    namespaces = [namespace, ctx.settings.system_namespace]
+    run = agents.resolve(agent_name, specs, spec)  # AgentConfigError: a RunError too
+    files = agents.workspace_files(run)
+    namespaces = ctx.settings.lookup_order(namespace)
     found = await persistently(
         lambda: catalog.find(ctx.kube, "models", namespaces, run.model), f"model of {name}"
     )

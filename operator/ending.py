@@ -76,13 +76,31 @@ async def persistently(call: Callable[[], Awaitable[T]], what: str) -> T:
         delay = min(delay * 2, 3)
 
 
+def succeeded_condition(status: dict[str, Any]) -> dict[str, str]:
+    """The `Succeeded` condition (Kubernetes API conventions) a status change carries, so that
+    `kubectl describe` tells the story: Unknown while running, then True or False, with the
+    phase as the reason and the first error as the message."""
+    phase = status["phase"]
+    errors = status.get("errors") or []
+    condition = {
+        "type": "Succeeded",
+        "status": {"completed": "True", "in_progress": "Unknown"}.get(phase, "False"),
+        "reason": "".join(part.capitalize() for part in phase.split("_")),
+        "lastTransitionTime": status.get("updated") or now(),
+    }
+    if errors:
+        condition["message"] = errors[0].get("message", "")[:1000]
+    return condition
+
+
 async def transition(
     ctx: Context, obj: dict[str, Any], status: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, bool]:
     """Merge `status` into the interaction's status unless it has ended already.
 
     Returns the object as it stands afterwards (None if it is gone) and whether this write
-    landed. A compare-and-swap: a write based on a stale version is refused and re-read.
+    landed. A compare-and-swap: a write based on a stale version is refused and re-read. Every
+    write also records the generation it observed and the `Succeeded` condition.
     """
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     current = obj
@@ -96,9 +114,16 @@ async def transition(
             )
             return current, ours
         version = current["metadata"]["resourceVersion"]
+        observed = {
+            **status,
+            "observedGeneration": current["metadata"].get("generation", 1),
+            "conditions": [succeeded_condition(status)],
+        }
         try:
             written = await persistently(
-                lambda v=version: ctx.kube.patch_status("interactions", namespace, name, status, v),
+                lambda v=version, o=observed: ctx.kube.patch_status(
+                    "interactions", namespace, name, o, v
+                ),
                 f"status of {namespace}/{name}",
             )
             return written, True

@@ -18,9 +18,9 @@ from prometheus_client import start_http_server
 from tether import redis_connection
 from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
+from tether.errors import RunError
 from tether.events import EventLog
 from tether.kube import Kube
-from tether.providers import ProviderError
 from tether.settings import Settings
 
 from . import metrics, sweeps
@@ -104,9 +104,8 @@ async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
         await ctx.runs.interruptible(obj["metadata"]["uid"], start_agent_run(ctx, obj))
     except RunCancelled:
         await conclude(ctx, obj, await agent_outcome(ctx, obj, None, phase="cancelled"))
-    except ProviderError as error:
-        failed = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
-        await conclude(ctx, obj, failed)
+    except RunError as error:
+        await conclude(ctx, obj, Outcome("failed", errors=[error.as_error()]))
     except asyncio.CancelledError:
         raise
     except Exception as error:

@@ -12,9 +12,9 @@ from tether import catalog
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
-from tether.chain import RunError, conversation
+from tether.chain import conversation
+from tether.errors import RunError
 from tether.model_turn import relay
-from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
 
 from . import metrics
@@ -56,8 +56,8 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
             outcome = await ctx.runs.interruptible(uid, call)
         except RunCancelled:
             outcome = Outcome("cancelled")
-        except ProviderError as error:
-            outcome = Outcome("failed", errors=[{"code": error.code, "message": error.message}])
+        except RunError as error:
+            outcome = Outcome("failed", errors=[error.as_error()])
         except asyncio.CancelledError:
             raise
         except Exception as error:  # never leave a run silently in_progress
@@ -82,7 +82,7 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
 async def _call_model(
     ctx: Context, namespace: str, spec: InteractionSpec, emit, started
 ) -> Outcome:
-    namespaces = [namespace, ctx.settings.system_namespace]
+    namespaces = ctx.settings.lookup_order(namespace)
     # The API server or Redis being away delays a run; it never fails it.
     model = await persistently(
         lambda: catalog.find(ctx.kube, "models", namespaces, spec.model), "find the model"

@@ -8,6 +8,7 @@ from typing import Any
 from tether.api.agent import AgentSpec
 from tether.api.common import AgentConfig, SandboxEnvironment
 from tether.api.interaction import InteractionSpec
+from tether.errors import RunError
 from tether.sandbox_policy import SandboxPolicyError, refuse_secrets
 
 DEFAULT_MAX_STEPS = 50
@@ -29,8 +30,11 @@ class AgentRun:
     environment: SandboxEnvironment = field(default_factory=SandboxEnvironment)
 
 
-class AgentConfigError(ValueError):
+class AgentConfigError(RunError):
     """The agent and the request together do not name a model, or cannot be combined."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_agent", message)
 
 
 def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> AgentRun:

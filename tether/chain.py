@@ -6,15 +6,11 @@ from typing import Any
 
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.conversation import history
+from tether.errors import RunError
 from tether.kube import Kube
 from tether.outputs import Outputs
-from tether.providers import ProviderError
 
 MAX_CHAIN = 1000
-
-
-class RunError(ProviderError):
-    """The run cannot proceed for a reason the user can fix (unknown model, broken chain)."""
 
 
 async def load_chain(kube: Kube, namespace: str, previous_id: str | None) -> list[dict[str, Any]]:

@@ -376,3 +376,30 @@ def test_a_client_dropping_its_stream_is_not_an_error_in_the_gateway_log(stack, 
     added = log.read_text(errors="replace")[len(before) :]
     assert "Traceback" not in added
     assert "unhandled error" not in added
+
+
+def test_every_status_change_records_the_succeeded_condition_and_the_observed_generation(
+    http, custom
+):
+    done = http.post("/v1/interactions", json={"model": "echo", "input": "hi"}).json()
+    failed = http.post(
+        "/v1/interactions",
+        json={"model": "scripted", "input": "a", "previous_interaction_id": done["id"]},
+    ).json()
+
+    def status(name: str) -> dict:
+        return custom.get_namespaced_custom_object(
+            "tether.dev", "v1alpha1", NAMESPACE, "interactions", name
+        )["status"]
+
+    [succeeded] = status(done["id"])["conditions"]
+    assert (succeeded["type"], succeeded["status"], succeeded["reason"]) == (
+        "Succeeded",
+        "True",
+        "Completed",
+    )
+    assert status(done["id"])["observedGeneration"] == 1
+    assert failed["status"] == "failed", failed
+    [condition] = status(failed["id"])["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "Failed")
+    assert condition["message"] == failed["errors"][0]["message"]

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tether.errors import RunError
+
 
 @dataclass(frozen=True)
 class ModelRequest:
@@ -43,13 +45,8 @@ class Usage:
 Output = TextDelta | FunctionCall | Usage
 
 
-class ProviderError(Exception):
+class ProviderError(RunError):
     """The provider refused or failed; `message` is what the user sees in errors[]."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class Provider(Protocol):
