@@ -3,6 +3,7 @@ agent loop → model proxy and workspace tools → status, steps and files."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 
@@ -14,22 +15,23 @@ from tests.conftest import sdk_client
 from tests.integration.test_sdk_interactions import wait_until_ended
 
 
+def install_model(stack, name: str, responses: list[dict]) -> str:
+    """A scripted Model in tenant-a; returns its name."""
+    stack.cluster.apply(
+        {
+            "apiVersion": "tether.dev/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": name, "namespace": "tenant-a"},
+            "spec": {"provider": "scripted", "responses": responses},
+        }
+    )
+    return name
+
+
 @pytest.fixture(scope="module")
 def script(stack):
-    """Install a scripted Model in tenant-a; returns its name."""
-
-    def install(name: str, responses: list[dict]) -> str:
-        stack.cluster.apply(
-            {
-                "apiVersion": "tether.dev/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": name, "namespace": "tenant-a"},
-                "spec": {"provider": "scripted", "responses": responses},
-            }
-        )
-        return name
-
-    return install
+    """`install_model` bound to the session stack."""
+    return functools.partial(install_model, stack)
 
 
 def call(name: str, **arguments) -> dict:

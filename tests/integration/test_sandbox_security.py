@@ -14,24 +14,13 @@ import pytest
 from google.genai._interactions_errors import APIStatusError
 from redis.asyncio import Redis
 
+from tests.integration.test_agent_runs import install_model
 from tests.integration.test_sdk_interactions import wait_until_ended
 from tether import run_tokens
 from tether.run_store import RunStore
 
 SECRET = {"secret_ref": {"name": "openai-key", "key": "api-key"}}
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-
-
-def install_model(stack, name: str, responses: list[dict]) -> str:
-    stack.cluster.apply(
-        {
-            "apiVersion": "tether.dev/v1alpha1",
-            "kind": "Model",
-            "metadata": {"name": name, "namespace": "tenant-a"},
-            "spec": {"provider": "scripted", "responses": responses},
-        }
-    )
-    return name
 
 
 def refused(call) -> APIStatusError:
