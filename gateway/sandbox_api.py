@@ -16,11 +16,19 @@ from aiohttp import web
 
 from tether import catalog, run_tokens, workspace_archive
 from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
+from tether.api.internal import (
+    FILES_LIMIT,
+    FunctionCall,
+    GenerateReply,
+    GenerateRequest,
+    TokenUsage,
+    model_output,
+)
 from tether.api.model import ModelSpec
 from tether.model_turn import relay
 from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
-from tether.run_store import FILES_LIMIT, CallInFlight
+from tether.run_store import CallInFlight
 
 from .errors import ApiError
 from .metrics import SANDBOX_FIRST_CALL
@@ -66,7 +74,7 @@ async def generate(request: web.Request) -> web.Response:
     One call at a time per run: the budget check, the call and its count happen under the
     run's lease, so parallel calls cannot all pass the check; a second call gets 409."""
     state, claims, obj = await _run(request)
-    body = await read_json(request)
+    body = GenerateRequest.model_validate(await read_json(request))
     try:
         async with state.run_store.model_call(claims.namespace, claims.name):
             return await _generate(state, claims, obj, body)
@@ -77,7 +85,7 @@ async def generate(request: web.Request) -> web.Response:
 
 
 async def _generate(
-    state: State, claims: run_tokens.RunClaims, obj: dict[str, Any], body: dict[str, Any]
+    state: State, claims: run_tokens.RunClaims, obj: dict[str, Any], body: GenerateRequest
 ) -> web.Response:
     ns, name = claims.namespace, claims.name
     used = sum(await state.run_store.usage(ns, name))
@@ -101,9 +109,9 @@ async def _generate(
             provider,
             ModelRequest(
                 model=spec.upstream_model or model["metadata"]["name"],
-                steps=[Step.from_wire(s).to_wire() for s in body.get("steps") or []],
-                system_instruction=body.get("system_instruction"),
-                tools=body.get("tools") or [],
+                steps=[Step.from_wire(s).to_wire() for s in body.steps],
+                system_instruction=body.system_instruction,
+                tools=body.tools,
             ),
             functools.partial(_emit, state, claims),
             index,
@@ -111,23 +119,20 @@ async def _generate(
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error
     if turn.text:
-        await state.run_store.append_step(
-            ns, name, {"type": "model_output", "content": [{"type": "text", "text": turn.text}]}
-        )
+        await state.run_store.append_step(ns, name, model_output(turn.text))
     usage = turn.usage
     total_in, total_out = await state.run_store.add_usage(
         ns, name, usage.input_tokens, usage.output_tokens, budget=claims.budget
     )
-    return web.json_response(
-        {
-            "text": turn.text,
-            "function_calls": [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.calls
-            ],
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
-            "budget_exceeded": claims.budget is not None and total_in + total_out > claims.budget,
-        }
+    reply = GenerateReply(
+        text=turn.text,
+        function_calls=[
+            FunctionCall(id=c.id, name=c.name, arguments=c.arguments) for c in turn.calls
+        ],
+        usage=TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+        budget_exceeded=claims.budget is not None and total_in + total_out > claims.budget,
     )
+    return web.json_response(reply.model_dump(mode="json"))
 
 
 async def add_step(request: web.Request) -> web.Response:

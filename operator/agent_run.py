@@ -12,6 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from tether import agents, catalog, run_tokens
 from tether.api.agent import AgentSpec
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
+from tether.api.internal import RunInput
 from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
@@ -87,17 +88,17 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         budget=run.max_total_tokens,
     )
     place = Placement.from_settings(ctx.settings)
-    loop_input = {
-        "system_instruction": run.system_instruction,
-        "tools": run.tools,
-        "max_steps": run.max_steps,
-        "files": files,
-        "steps": steps,
-    }
+    loop_input = RunInput(
+        system_instruction=run.system_instruction,
+        tools=run.tools,
+        max_steps=run.max_steps,
+        files=files,
+        steps=steps,
+    )
     core = ctx.kube.core
     networking = client.NetworkingV1Api(ctx.kube.api)
     pod = sandbox_pod(obj, run, place)
-    secret = run_token_secret(obj, token, loop_input)
+    secret = run_token_secret(obj, token, loop_input.model_dump(mode="json"))
     policy = sandbox_network_policy(obj, run, place)
     await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
     await _create(lambda: networking.create_namespaced_network_policy(namespace, policy), "policy")

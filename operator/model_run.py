@@ -10,6 +10,7 @@ from typing import Any
 
 from tether import catalog
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
+from tether.api.internal import model_output
 from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
 from tether.chain import conversation
@@ -113,7 +114,7 @@ async def _call_model(
     )
     steps_out: list[dict[str, Any]] = []
     if turn.text:
-        steps_out.append({"type": "model_output", "content": [{"type": "text", "text": turn.text}]})
+        steps_out.append(model_output(turn.text))
     calls = [
         {"type": "function_call", "id": c.id, "name": c.name, "arguments": c.arguments}
         for c in turn.calls

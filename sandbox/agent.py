@@ -22,9 +22,16 @@ from typing import Any
 
 import aiohttp
 
+from tether.api.internal import (
+    FILES_LIMIT,
+    GenerateReply,
+    GenerateRequest,
+    RunInput,
+    model_output,
+)
+
 REPEAT_LIMIT = 3
 RETRY_SECONDS = 120
-FILES_LIMIT = 10 * 1024 * 1024
 
 BUILTIN_TOOLS: list[dict[str, Any]] = [
     {
@@ -178,41 +185,33 @@ def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict
     ]
 
 
-async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) -> Outcome:
-    for source in run.get("files") or []:  # the environment's sources, before anything else
-        written = await use_tool(http, workspace, "write_file", source)
+async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Outcome:
+    for source in run.files:  # the environment's sources, before anything else
+        written = await use_tool(http, workspace, "write_file", source.model_dump())
         if not written.get("ok"):
             return Outcome("failed", [{"code": "invalid_source", "message": written["error"]}])
-    conversation: list[dict[str, Any]] = list(run["steps"])
-    client_tools = {
-        t["name"] for t in run.get("tools") or [] if t.get("type") == "function" and t.get("name")
-    }
-    tools = BUILTIN_TOOLS + [t for t in run.get("tools") or [] if t.get("name") in client_tools]
+    conversation: list[dict[str, Any]] = list(run.steps)
+    client_tools = {t["name"] for t in run.tools if t.get("type") == "function" and t.get("name")}
+    tools = BUILTIN_TOOLS + [t for t in run.tools if t.get("name") in client_tools]
     recent: list[str] = []
-    for _ in range(run["max_steps"]):
-        status, answer = await gateway.call(
-            "POST",
-            "/generate",
-            json={
-                "steps": conversation,
-                "tools": tools,
-                "system_instruction": run.get("system_instruction"),
-            },
+    for _ in range(run.max_steps):
+        request = GenerateRequest(
+            steps=conversation, tools=tools, system_instruction=run.system_instruction
         )
+        status, body = await gateway.call("POST", "/generate", json=request.model_dump(mode="json"))
         if status == 402:
-            return Outcome("budget_exceeded", [answer["error"]])
+            return Outcome("budget_exceeded", [body["error"]])
         if status != 200:
             return Outcome(
-                "failed", [answer.get("error") or {"code": "model_error", "message": str(answer)}]
+                "failed", [body.get("error") or {"code": "model_error", "message": str(body)}]
             )
-        if answer["text"]:
-            conversation.append(
-                {"type": "model_output", "content": [{"type": "text", "text": answer["text"]}]}
-            )
-        if not answer["function_calls"]:
+        answer = GenerateReply.model_validate(body)
+        if answer.text:
+            conversation.append(model_output(answer.text))
+        if not answer.function_calls:
             return Outcome("completed")
         waiting_on_client = False
-        calls = [(c["name"], c.get("arguments") or {}, c["id"]) for c in answer["function_calls"]]
+        calls = [(c.name, c.arguments, c.id) for c in answer.function_calls]
         # The model's turn holds all its calls; their results follow it, in order.
         conversation.extend(
             {"type": "function_call", "id": call_id, "name": name, "arguments": args}
@@ -249,7 +248,7 @@ async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) 
             )
         if waiting_on_client:
             return Outcome("requires_action")
-        if answer["budget_exceeded"]:
+        if answer.budget_exceeded:
             return Outcome(
                 "budget_exceeded",
                 [{"code": "budget_exceeded", "message": "the run spent its token budget"}],
@@ -259,7 +258,7 @@ async def run_loop(run: dict[str, Any], gateway: Gateway, http, workspace: str) 
         [
             {
                 "code": "max_steps",
-                "message": f"the run took {run['max_steps']} model turns without "
+                "message": f"the run took {run.max_steps} model turns without "
                 "finishing (max_steps)",
             }
         ],
@@ -297,7 +296,7 @@ async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = RETRY
 
 async def main() -> int:
     token = Path(os.environ["TETHER_RUN_TOKEN_FILE"]).read_text().strip()
-    run = json.loads(Path(os.environ["TETHER_RUN_FILE"]).read_text())
+    run = RunInput.model_validate_json(Path(os.environ["TETHER_RUN_FILE"]).read_text())
     workspace = os.environ["TETHER_WORKSPACE_URL"]
     root = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
@@ -305,8 +304,8 @@ async def main() -> int:
         gateway = Gateway(http, os.environ["TETHER_GATEWAY_URL"], token)
         await wait_for(http, f"{workspace}/healthz")
         print(
-            f"agent loop started: {len(run['steps'])} steps of history, "
-            f"{len(run.get('tools') or [])} client tools, max_steps {run['max_steps']}",
+            f"agent loop started: {len(run.steps)} steps of history, "
+            f"{len(run.tools)} client tools, max_steps {run.max_steps}",
             flush=True,
         )
         outcome = await run_loop(run, gateway, http, workspace)

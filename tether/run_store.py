@@ -13,7 +13,6 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-FILES_LIMIT = 10 * 1024 * 1024
 CALL_LEASE_SECONDS = 30
 """A model call holds its run's lease this long at a time, renewed while it lasts: a gateway
 that dies mid-call frees the run within this long."""

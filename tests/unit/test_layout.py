@@ -53,10 +53,14 @@ def test_the_images_leave_the_dev_wing_out():
     assert "rm -rf /install/lib/python3.11/site-packages/tether/dev" in dockerfile
 
 
-def test_the_sandbox_imports_only_the_standard_library_and_aiohttp():
-    """It runs in its own image: nothing of the platform's code, whose secrets it never needs."""
+def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp():
+    """It runs in its own image: of the platform's code it knows only the typed contract."""
     for path in ROOT.glob("sandbox/*.py"):
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")) and "__future__" not in line:
-                module = line.split()[1].split(".")[0]
-                assert module in sys.stdlib_module_names or module == "aiohttp", (path, line)
+                module = line.split()[1]
+                allowed = module.split(".")[0] in sys.stdlib_module_names or module in (
+                    "aiohttp",
+                    "tether.api.internal",
+                )
+                assert allowed, (path, line)
