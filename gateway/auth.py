@@ -89,11 +89,14 @@ def _entry(secret) -> tuple[str, tuple[bytes, str]] | None:
     return secret.metadata.name, (_digest(key), namespace)
 
 
-def presented_key(request: web.Request) -> str | None:
-    if key := request.headers.get("x-goog-api-key"):
-        return key
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an `Authorization: Bearer …` header."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def presented_key(request: web.Request) -> str | None:
+    return request.headers.get("x-goog-api-key") or bearer_token(request)
 
 
 def auth_middleware(keys_of):

@@ -17,8 +17,7 @@ from .state import STATE
 
 async def _archive(request: web.Request) -> bytes | None:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    if await state.kube.get("interactions", namespace, name) is None:
-        raise ApiError(404, f"interaction {name!r} not found")
+    await state.interaction(namespace, name)
     return await state.run_store.files(namespace, name)
 
 
@@ -59,9 +58,7 @@ def add_routes(app: web.Application) -> None:
 async def get_logs(request: web.Request) -> web.Response:
     """A running sandbox's container log, through the Kubernetes API (kubectl logs' path)."""
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    obj = await state.kube.get("interactions", namespace, name)
-    if obj is None:
-        raise ApiError(404, f"interaction {name!r} not found")
+    obj = await state.interaction(namespace, name)
     pod = (obj.get("status") or {}).get("sandboxPod")
     container = request.query.get("container", "agent")
     if container not in ("agent", "workspace"):

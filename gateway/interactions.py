@@ -127,7 +127,7 @@ async def _answer(
     try:
         final = await wait_for_end(state, namespace, name, state.settings.sync_wait_seconds)
         if final is None:  # still running after the wait: answer with what there is
-            final = await view_of(state, await _get(state, namespace, name), include_input=False)
+            final = await view_of(state, await state.interaction(namespace, name), False)
     except ApiError:
         raise
     except Exception:
@@ -140,7 +140,7 @@ async def _known(state: State, obj: dict[str, Any]) -> dict[str, Any]:
     """The interaction as it stands, or as it was created if the cluster cannot say."""
     meta = obj["metadata"]
     try:
-        return await view_of(state, await _get(state, meta["namespace"], meta["name"]), False)
+        return await view_of(state, await state.interaction(meta["namespace"], meta["name"]), False)
     except ApiError:
         raise
     except Exception:
@@ -160,7 +160,7 @@ async def view_of(state: State, obj: dict[str, Any], include_input: bool) -> dic
 
 async def get(request: web.Request) -> web.StreamResponse:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    obj = await _get(state, namespace, name)
+    obj = await state.interaction(namespace, name)
     if query_flag(request, "stream", False):
         after = request.query.get("last_event_id") or request.headers.get("Last-Event-ID") or "0"
         if after != "0":
@@ -175,7 +175,7 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 async def cancel(request: web.Request) -> web.Response:
     state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
-    obj = await _get(state, namespace, name)
+    obj = await state.interaction(namespace, name)
     phase = (obj.get("status") or {}).get("phase")
     if phase == "cancelled":
         return web.json_response(await view_of(state, obj, include_input=False))
@@ -255,13 +255,6 @@ async def list_(request: web.Request) -> web.Response:
     if next_token := found["metadata"].get("continue"):
         body["next_page_token"] = next_token
     return web.json_response(body)
-
-
-async def _get(state: State, namespace: str, name: str) -> dict[str, Any]:
-    obj = await state.kube.get("interactions", namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        raise not_found("interaction", name)
-    return obj
 
 
 def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:

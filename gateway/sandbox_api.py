@@ -30,7 +30,8 @@ from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
 from tether.run_store import CallInFlight
 
-from .errors import ApiError
+from .auth import bearer_token
+from .errors import ApiError, not_found
 from .metrics import SANDBOX_FIRST_CALL
 from .parsing import read_json
 from .state import STATE, State
@@ -45,16 +46,16 @@ async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[
     state = request.app[STATE]
     if not state.settings.run_token_key:
         raise ApiError(503, "agent runs are not configured: TETHER_RUN_TOKEN_KEY is unset")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if token is None:
         raise ApiError(401, "a run token is required (Authorization: Bearer …)")
     try:
-        claims = run_tokens.verify(state.settings.run_token_key.encode(), token.strip())
+        claims = run_tokens.verify(state.settings.run_token_key.encode(), token)
     except run_tokens.InvalidRunToken as error:
         raise ApiError(401, f"run token not valid: {error}") from error
     obj = await state.kube.get("interactions", claims.namespace, claims.name)
     if obj is None or obj["metadata"]["uid"] != claims.uid:
-        raise ApiError(404, f"interaction {claims.name!r} not found")
+        raise not_found("interaction", claims.name)
     phase = (obj.get("status") or {}).get("phase")
     if phase in TERMINAL_PHASES:
         raise ApiError(409, f"interaction {claims.name!r} has already ended ({phase})", "ended")
