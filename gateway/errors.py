@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from tether.kube import unavailable
+from tether.kube import refusal
+from tether.outages import unavailable
 
 log = logging.getLogger("tether.gateway")
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
@@ -98,7 +96,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except ApiException as error:
         return _from_kubernetes(error)
     except Exception as error:
-        if unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError):
+        if unavailable(error):
             log.warning("%s %s: a backend is away: %r", request.method, request.path, error)
             return error_response(503, "unavailable", "the service is not answering; try again")
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -106,10 +104,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 
 def _from_kubernetes(error: ApiException) -> web.Response:
-    try:
-        message = json.loads(error.body)["message"]
-    except (TypeError, ValueError, KeyError):
-        message = error.reason or "the Kubernetes API refused the request"
+    message = refusal(error)
     if error.status in (400, 404, 409, 413, 422):
         status = 400 if error.status == 422 else error.status
         return error_response(status, _HTTP_CODES[status], message)

@@ -16,10 +16,11 @@ from tether.api.internal import RunInput
 from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
+from tether.outages import through_outages
 
 from . import metrics
 from .context import Context
-from .ending import Outcome, conclude, now, persistently, transition
+from .ending import Outcome, conclude, now, transition
 from .sandbox_pod import (
     Placement,
     child_name,
@@ -61,20 +62,20 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
             "agent runs are not configured: the operator has no TETHER_RUN_TOKEN_KEY",
         )
     # The API server or Redis being away delays a start; it never fails it.
-    agent_name, specs = await persistently(
+    agent_name, specs = await through_outages(
         lambda: resolve_agent(ctx, namespace, spec.agent), f"resolve agent of {name}"
     )
     run = agents.resolve(agent_name, specs, spec)  # AgentConfigError: a RunError too
     files = agents.workspace_files(run)
     namespaces = ctx.settings.lookup_order(namespace)
-    found = await persistently(
+    found = await through_outages(
         lambda: catalog.find(ctx.kube, "models", namespaces, run.model), f"model of {name}"
     )
     if found is None:
         raise RunError(
             "model_not_found", f"model {run.model!r} (of agent {agent_name!r}) not found"
         )
-    steps = await persistently(
+    steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), f"history of {name}"
     )
 
@@ -120,7 +121,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
 
 async def _create(create: Callable[[], Awaitable[Any]], what: str) -> None:
     try:
-        await persistently(create, f"create {what}")
+        await through_outages(create, f"create {what}")
     except ApiException as error:
         if error.status != 409:  # already there: this run was started before
             raise

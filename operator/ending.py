@@ -12,24 +12,20 @@ finishes what was left and repeats nothing:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tether.api.interaction import TERMINAL_PHASES, InteractionSpec, Step
 from tether.api.views import interaction_view
 from tether.chain import output_steps
 from tether.events import mark_unstored
-from tether.kube import unavailable
+from tether.outages import through_outages
 from tether.outputs import fits_status
 
 from . import metrics
@@ -37,7 +33,6 @@ from .context import Context
 from .sandbox_pod import child_name
 
 log = logging.getLogger("tether.operator")
-T = TypeVar("T")
 RECENT_SECONDS = 600
 """An ending this recent may still have a sandbox to clean up after an operator restart."""
 
@@ -58,22 +53,6 @@ class Outcome:
 
 def kind_of(obj: dict[str, Any]) -> str:
     return "agent" if obj["spec"].get("agent") else "model"
-
-
-async def persistently(call: Callable[[], Awaitable[T]], what: str) -> T:
-    """`call()` until it gets through: the API server or Redis being away is waited out."""
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except Exception as error:
-            if not (
-                unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError)
-            ):
-                raise
-            log.warning("%s: %s; trying again in %.1fs", what, error, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 3)
 
 
 def succeeded_condition(status: dict[str, Any]) -> dict[str, str]:
@@ -120,7 +99,7 @@ async def transition(
             "conditions": [succeeded_condition(status)],
         }
         try:
-            written = await persistently(
+            written = await through_outages(
                 lambda v=version, o=observed: ctx.kube.patch_status(
                     "interactions", namespace, name, o, v
                 ),
@@ -132,7 +111,7 @@ async def transition(
                 return None, False
             if error.status != 409:
                 raise
-        current = await persistently(
+        current = await through_outages(
             lambda: ctx.kube.get("interactions", namespace, name), f"re-read {namespace}/{name}"
         )
         if current is None or current["metadata"].get("deletionTimestamp"):
@@ -151,7 +130,7 @@ async def conclude(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> dict[
         if fits_status(outcome.steps):
             status["steps"] = [Step.from_wire(s).to_kube() for s in outcome.steps]
         else:
-            status["stepsRef"] = await persistently(
+            status["stepsRef"] = await through_outages(
                 lambda: ctx.outputs.keep(namespace, name, outcome.steps),
                 f"outputs of {namespace}/{name}",
             )
@@ -184,7 +163,7 @@ async def settle(
     status = final.get("status") or {}
     phase = status["phase"]
     if steps is None and status.get("stepsRef"):
-        steps = await persistently(
+        steps = await through_outages(
             lambda: output_steps(ctx.outputs, final), f"outputs of {namespace}/{name}"
         )
     view = interaction_view(final, include_input=False, outputs=steps if steps else None)
@@ -193,23 +172,23 @@ async def settle(
         *({"event_type": "error", "error": error} for error in status.get("errors") or []),
         {"event_type": "interaction.completed", "interaction": view},
     ]
-    announced = await persistently(
+    announced = await through_outages(
         lambda: ctx.events.end(namespace, name, events), f"announce {namespace}/{name}"
     )
     kind = kind_of(final)
     if announced:
         metrics.INTERACTIONS.labels(kind, phase).inc()
     if kind == "agent":
-        await persistently(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
+        await through_outages(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
         await delete_children(ctx, namespace, child_name(meta["uid"]))
     if InteractionSpec.from_kube(final["spec"]).store is False:
-        await persistently(
+        await through_outages(
             lambda: mark_unstored(
                 ctx.events.redis, namespace, name, ctx.settings.retention_seconds
             ),
             f"remember unstored {name}",
         )
-        await persistently(
+        await through_outages(
             lambda: ctx.kube.delete("interactions", namespace, name), f"delete {name}"
         )
     return announced
@@ -219,14 +198,20 @@ async def resume_ended(ctx: Context, obj: dict[str, Any]) -> None:
     """An ended interaction seen at (re)start: finish an ending a crash interrupted."""
     status = obj.get("status") or {}
     updated = status.get("updated")
-    age = (dt.datetime.now(dt.UTC) - _parse(updated)).total_seconds() if updated else float("inf")
+    age = (
+        (dt.datetime.now(dt.UTC) - parse_timestamp(updated)).total_seconds()
+        if updated
+        else float("inf")
+    )
     meta = obj["metadata"]
     if InteractionSpec.from_kube(obj["spec"]).store is False:
         await settle(ctx, obj)
     elif age < ctx.settings.event_ttl_seconds - 3600 and not await ctx.events.has_ended(
         meta["namespace"], meta["name"]
     ):
-        log.info("announcing the end of %s/%s, which a crash interrupted", *_where(meta))
+        log.info(
+            "announcing the end of %s/%s, cut short by a crash", meta["namespace"], meta["name"]
+        )
         await settle(ctx, obj)
     elif kind_of(obj) == "agent" and age < RECENT_SECONDS:
         await delete_children(ctx, meta["namespace"], child_name(meta["uid"]))
@@ -242,12 +227,9 @@ async def delete_children(ctx: Context, namespace: str, name: str) -> None:
         networking.delete_namespaced_network_policy,
     ):
         with contextlib.suppress(ApiException):  # 404: already gone
-            await persistently(lambda d=delete: d(name, namespace), f"delete {namespace}/{name}")
+            await through_outages(lambda d=delete: d(name, namespace), f"delete {namespace}/{name}")
 
 
-def _where(meta: dict[str, Any]) -> tuple[str, str]:
-    return meta["namespace"], meta["name"]
-
-
-def _parse(timestamp: str) -> dt.datetime:
+def parse_timestamp(timestamp: str) -> dt.datetime:
+    """A status timestamp (as `now()` writes it, or the API server's) as a datetime."""
     return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

@@ -7,7 +7,6 @@ annotations on them: inputs of any size never meet the 256 KiB annotation limit.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,7 @@ from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.errors import RunError
 from tether.events import EventLog
-from tether.kube import Kube
+from tether.kube import Kube, refusal
 from tether.settings import Settings
 
 from . import metrics, sweeps
@@ -122,10 +121,7 @@ async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
 def _reason(error: Exception) -> str:
     """What went wrong, without an API server answer's headers."""
     if isinstance(error, ApiException):
-        try:
-            return f"the cluster refused it ({error.status}): {json.loads(error.body)['message']}"
-        except (TypeError, ValueError, KeyError):
-            return f"the cluster refused it ({error.status} {error.reason})"
+        return f"the cluster refused it ({error.status}): {refusal(error)}"
     return f"{type(error).__name__}: {error}"
 
 

@@ -16,11 +16,12 @@ from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
 from tether.model_turn import relay
+from tether.outages import through_outages
 from tether.providers.base import ModelRequest
 
 from . import metrics
 from .context import Context
-from .ending import Outcome, conclude, now, persistently, transition
+from .ending import Outcome, conclude, now, transition
 from .runs import RunCancelled
 
 log = logging.getLogger("tether.operator")
@@ -85,13 +86,13 @@ async def _call_model(
 ) -> Outcome:
     namespaces = ctx.settings.lookup_order(namespace)
     # The API server or Redis being away delays a run; it never fails it.
-    model = await persistently(
+    model = await through_outages(
         lambda: catalog.find(ctx.kube, "models", namespaces, spec.model), "find the model"
     )
     if model is None:
         raise RunError("model_not_found", f"model {spec.model!r} not found")
-    provider = await persistently(lambda: ctx.providers.for_model(model), "model credentials")
-    steps = await persistently(
+    provider = await through_outages(lambda: ctx.providers.for_model(model), "model credentials")
+    steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
     )
     model_spec = ModelSpec.from_kube(model["spec"])

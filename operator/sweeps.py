@@ -17,7 +17,7 @@ from tether.lifecycle import erase
 
 from .agent_run import finish_agent_run
 from .context import Context
-from .ending import Outcome, conclude, delete_children
+from .ending import Outcome, conclude, delete_children, parse_timestamp
 from .sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
 
 log = logging.getLogger("tether.operator")
@@ -124,7 +124,7 @@ async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
     for item in found["items"]:
         status = item.get("status") or {}
         updated = status.get("updated")
-        if status.get("phase") in TERMINAL_PHASES and updated and _parse(updated) < cutoff:
+        if status.get("phase") in TERMINAL_PHASES and updated and parse_timestamp(updated) < cutoff:
             meta = item["metadata"]
             await erase(
                 ctx.kube, ctx.events, meta["namespace"], meta["name"], ctx.run_store, ctx.outputs
@@ -133,7 +133,3 @@ async def sweep_once(ctx: Context, now: dt.datetime) -> list[str]:
     if deleted:
         log.info("retention: deleted %d finished interactions", len(deleted))
     return deleted
-
-
-def _parse(timestamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))

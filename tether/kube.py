@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import json
 from typing import Any, Self
 
-import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -16,11 +15,13 @@ from tether.settings import Settings
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def unavailable(error: BaseException) -> bool:
-    """The API server did not answer, or answered that it cannot now: worth trying again."""
-    if isinstance(error, ApiException):
-        return error.status == 429 or error.status >= 500 or error.status == 0
-    return isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
+def refusal(error: ApiException) -> str:
+    """What the API server said when it refused a request (its Status message), without the
+    headers and body an ApiException prints."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return error.reason or "the Kubernetes API refused the request"
 
 
 class Kube:

@@ -22,7 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether.dev import pki
 from tether.dev.node.bwrap import Mount, bwrap_argv
-from tether.kube import unavailable
+from tether.outages import through_outages
 
 log = logging.getLogger("tether.dev.node")
 LEASE_SECONDS = 40
@@ -480,15 +480,18 @@ class DevNode:
     async def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Report, retrying while the API server is away, as the kubelet's status manager does."""
         try:
-            await _through_outages(
-                lambda: self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
+            await through_outages(
+                lambda: self.core.patch_namespaced_pod_status(name, namespace, {"status": status}),
+                f"status of pod {namespace}/{name}",
             )
         except ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing to report to
                 raise
 
     async def _secret(self, name: str, namespace: str) -> client.V1Secret:
-        return await _through_outages(lambda: self.core.read_namespaced_secret(name, namespace))
+        return await through_outages(
+            lambda: self.core.read_namespaced_secret(name, namespace), f"Secret {namespace}/{name}"
+        )
 
     # -- logs, as the kubelet serves them to the API server --------------------------------------
 
@@ -540,16 +543,3 @@ class DevNode:
                     await response.write(chunk)
         await response.write_eof()
         return response
-
-
-async def _through_outages(call):
-    """`call()`, retried while the API server is away (as the kubelet retries)."""
-    delay = 0.1
-    while True:
-        try:
-            return await call()
-        except Exception as error:
-            if not unavailable(error):
-                raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 3)
