@@ -2,7 +2,7 @@
 # One build, three images: `make images` (or docker build --target operator|gateway|sandbox).
 
 FROM python:3.11-slim AS app
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tether tether
@@ -15,7 +15,7 @@ RUN pip install --prefix=/install . \
  && rm -rf /install/lib/python3.11/site-packages/tether/dev
 
 FROM python:3.11-slim AS service
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=app /install /usr/local
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin tether
 USER 10001
@@ -31,7 +31,7 @@ CMD ["python", "-m", "tether.gateway"]
 # The sandbox: where agents run code. Common data tools, and Chromium for the browser tools
 # to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
 FROM python:3.11-slim AS sandbox
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bash ca-certificates curl jq chromium fonts-liberation \
  && rm -rf /var/lib/apt/lists/*

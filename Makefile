@@ -6,9 +6,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
-# The repo's operator/ folder would shadow the standard library's `operator` module if the
-# working directory landed on sys.path (as `python -m` does); Python 3.11+ can refuse that.
-export PYTHONSAFEPATH := 1
 
 .PHONY: venv control-plane system-deps crds crds-check lint format test chaos fuzz check up down demo bench images kind-up kind-deploy kind-e2e
 

@@ -94,7 +94,6 @@ def run(requests: int, warmup: int) -> dict[str, dict[str, list[float]]]:
             REPLY,
         ],
         log,
-        env={**os.environ, "PYTHONSAFEPATH": "1"},
     )
     upstream_url = f"http://127.0.0.1:{port}/v1"
     stack = None

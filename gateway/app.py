@@ -1,4 +1,13 @@
-"""The gateway application: `create_app(settings)`; state lives in the cleanup context."""
+"""The gateway application: the public API for tenants, the internal API for sandboxes.
+
+    /v1/…, /v1beta/…   public_api(): an API key names the tenant (auth.tenant_middleware)
+    /internal/v1/…     internal.internal_api(): a run token names the run
+    /healthz, /metrics, /openapi.json: for anyone
+
+Each API is a sub-application with its own gate, so no route is public or internal by where
+its path happens to start. `create_app(settings)` makes its connections at startup;
+`create_app(state=...)` serves the connections it is given.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +17,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tether import redis_connection
-from tether.catalog import Providers
-from tether.events import EventLog
+from tether.catalog import Catalog
 from tether.kube import Kube
-from tether.outputs import Outputs
-from tether.run_store import RunStore
+from tether.providers.registry import Providers
 from tether.settings import Settings
+from tether.store import connection
+from tether.store.events import EventLog
+from tether.store.outputs import Outputs
+from tether.store.run_store import RunStore
 
-from . import files, interactions, sandbox_api
-from .auth import ApiKeys, auth_middleware
+from . import files, interactions, internal
+from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
-from .openapi import openapi_document
+from .openapi import PREFIXES, openapi_document
 from .parsing import interaction_id_middleware
 from .state import SETTINGS, STATE, State
 
@@ -31,7 +41,7 @@ MAX_LINE_BYTES = 32 * 1024
 async def _connections(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     kube = await Kube.connect(settings, component="tether-gateway")
-    redis = redis_connection.connect(settings)
+    redis = connection.connect(settings)
     keys = ApiKeys(kube, settings.system_namespace)
     await keys.load()  # serve no request before the keys are known
     watching = asyncio.create_task(keys.watch())
@@ -42,6 +52,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         keys=keys,
         run_store=RunStore(redis, settings.retention_seconds),
         outputs=Outputs(redis, settings.retention_seconds),
+        catalog=Catalog(kube, settings.system_namespace),
         providers=Providers(kube),
     )
     yield
@@ -60,16 +71,20 @@ async def openapi(_: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def create_app(settings: Settings | None = None) -> web.Application:
-    settings = settings or Settings()
+def public_api() -> web.Application:
+    """The Interactions API as tenants call it; mounted once per version prefix."""
+    tenant = tenant_middleware(lambda config: config[STATE].keys)
+    api = web.Application(middlewares=[tenant, interaction_id_middleware])
+    interactions.add_routes(api)
+    files.add_routes(api)
+    return api
+
+
+def create_app(settings: Settings | None = None, *, state: State | None = None) -> web.Application:
+    settings = settings or (state.settings if state else Settings())
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[
-            metrics_middleware,
-            error_middleware,
-            auth_middleware(lambda app: app[STATE].keys),
-            interaction_id_middleware,
-        ],
+        middlewares=[metrics_middleware, error_middleware],
         # aiohttp answers a request line or header over these limits itself, in plain text,
         # before any middleware runs; 8 KiB (its default) is too little for a list URL with
         # many label filters and a page token, so only absurd requests meet that answer.
@@ -77,10 +92,13 @@ def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[SETTINGS] = settings
     app[MAX_BODY_BYTES] = settings.max_body_bytes
-    app.cleanup_ctx.append(_connections)
-    interactions.add_routes(app)
-    files.add_routes(app)
-    sandbox_api.add_routes(app)
+    if state is None:
+        app.cleanup_ctx.append(_connections)
+    else:
+        app[STATE] = state
+    for prefix in PREFIXES:
+        app.add_subapp(prefix, public_api())
+    app.add_subapp("/internal/v1", internal.internal_api())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi)

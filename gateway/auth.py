@@ -16,9 +16,10 @@ from tether.kube import Kube
 from .errors import ApiError
 
 API_KEY_LABEL = "tether.dev/api-key=true"
+TENANT = web.RequestKey("tenant", str)
+"""The namespace of the tenant whose API key the request presented."""
 
 log = logging.getLogger("tether.gateway")
-PUBLIC_PATHS = frozenset({"/healthz", "/metrics", "/openapi.json"})
 
 
 def _digest(key: str) -> bytes:
@@ -99,18 +100,18 @@ def presented_key(request: web.Request) -> str | None:
     return request.headers.get("x-goog-api-key") or bearer_token(request)
 
 
-def auth_middleware(keys_of):
+def tenant_middleware(keys_of):
+    """The public API's gate: the API key presented names the tenant, in request[TENANT]."""
+
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
-        if request.path in PUBLIC_PATHS or request.path.startswith("/internal/"):
-            return await handler(request)  # internal routes take run tokens instead
         key = presented_key(request)
         if not key:
             raise ApiError(401, "missing API key: send it in the x-goog-api-key header")
-        namespace = keys_of(request.app).tenant(key)
+        namespace = keys_of(request.config_dict).tenant(key)
         if namespace is None:
             raise ApiError(401, "API key not valid")
-        request["namespace"] = namespace
+        request[TENANT] = namespace
         return await handler(request)
 
     return middleware

@@ -85,7 +85,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(
             413,
             "payload_too_large",
-            f"request body is larger than the limit of {request.app[MAX_BODY_BYTES]} bytes",
+            f"request body is larger than the limit of {request.config_dict[MAX_BODY_BYTES]} bytes",
         )
     except web.HTTPException as error:
         if error.status < 400:

@@ -12,11 +12,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from tether import workspace_archive
 
 from .errors import ApiError
-from .state import STATE
+from .state import addressed
 
 
 async def _archive(request: web.Request) -> bytes | None:
-    state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
+    state, namespace, name = addressed(request)
     await state.interaction(namespace, name)
     return await state.run_store.files(namespace, name)
 
@@ -48,16 +48,15 @@ async def get_file(request: web.Request) -> web.Response:
     return web.Response(body=content, content_type=content_type)
 
 
-def add_routes(app: web.Application) -> None:
-    for version in ("v1", "v1beta"):
-        app.router.add_get(f"/{version}/interactions/{{id}}/files", list_files)
-        app.router.add_get(f"/{version}/interactions/{{id}}/files/{{path:.+}}", get_file)
-        app.router.add_get(f"/{version}/interactions/{{id}}/logs", get_logs)
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/interactions/{id}/files", list_files)
+    api.router.add_get("/interactions/{id}/files/{path:.+}", get_file)
+    api.router.add_get("/interactions/{id}/logs", get_logs)
 
 
 async def get_logs(request: web.Request) -> web.Response:
     """A running sandbox's container log, through the Kubernetes API (kubectl logs' path)."""
-    state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
+    state, namespace, name = addressed(request)
     obj = await state.interaction(namespace, name)
     pod = (obj.get("status") or {}).get("sandboxPod")
     container = request.query.get("container", "agent")

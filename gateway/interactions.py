@@ -11,7 +11,7 @@ from typing import Any, get_args
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import catalog, sandbox_policy
+from tether import sandbox_policy
 from tether.api import API_VERSION
 from tether.api.common import SandboxEnvironment
 from tether.api.interaction import (
@@ -24,19 +24,19 @@ from tether.api.interaction import (
     InteractionSpec,
     Phase,
 )
-from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
 from tether.chain import output_steps
 from tether.conversation import awaited_calls, function_results_problem, input_steps
 from tether.errors import RunError
-from tether.events import InvalidEventId, check_event_id, was_unstored
-from tether.lifecycle import erase
 from tether.providers.capabilities import refusals
+from tether.store.erase import erase
+from tether.store.events import InvalidEventId, check_event_id, was_unstored
 
 from . import idempotency
+from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import query_flag, read_json
-from .state import STATE, State
+from .state import STATE, State, addressed
 from .streaming import stream_events, wait_for_end
 
 log = logging.getLogger("tether.gateway")
@@ -47,7 +47,7 @@ def new_id() -> str:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    state, namespace = request.app[STATE], request["namespace"]
+    state, namespace = request.config_dict[STATE], request[TENANT]
     create_request = CreateInteractionRequest.from_wire(await read_json(request))
     spec = create_request.spec()
     _refuse_what_would_be_ignored(spec)
@@ -159,7 +159,7 @@ async def view_of(state: State, obj: dict[str, Any], include_input: bool) -> dic
 
 
 async def get(request: web.Request) -> web.StreamResponse:
-    state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
+    state, namespace, name = addressed(request)
     obj = await state.interaction(namespace, name)
     if query_flag(request, "stream", False):
         after = request.query.get("last_event_id") or request.headers.get("Last-Event-ID") or "0"
@@ -174,7 +174,7 @@ async def get(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
+    state, namespace, name = addressed(request)
     obj = await state.interaction(namespace, name)
     phase = (obj.get("status") or {}).get("phase")
     if phase == "cancelled":
@@ -208,7 +208,7 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    state, namespace, name = request.app[STATE], request["namespace"], request.match_info["id"]
+    state, namespace, name = addressed(request)
     if not await erase(state.kube, state.events, namespace, name, state.run_store, state.outputs):
         raise not_found("interaction", name)
     return web.json_response({})
@@ -216,7 +216,7 @@ async def delete(request: web.Request) -> web.Response:
 
 async def list_(request: web.Request) -> web.Response:
     """Tether's addition: page through a tenant's interactions, by status and label."""
-    state, namespace = request.app[STATE], request["namespace"]
+    state, namespace = request.config_dict[STATE], request[TENANT]
     try:
         page_size = int(request.query.get("page_size", "50"))
     except ValueError as error:
@@ -281,23 +281,19 @@ def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
             raise ApiError(400, str(error)) from error
 
 
-async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> dict | None:
+async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> None:
     """The model and agent named exist, and the sandbox asked for is within the platform's
-    policy, and the Model routed to honours all the spec asks: otherwise nothing is created.
-    Returns that Model (None for an agent interaction)."""
-    namespaces = state.settings.lookup_order(namespace)
-    target = None
+    policy, and the Model routed to honours all the spec asks: otherwise nothing is created."""
     if spec.model:
-        target = await catalog.find(state.kube, "models", namespaces, spec.model)
-        if target is None:
+        model = await state.catalog.model(namespace, spec.model)
+        if model is None:
             raise not_found("model", spec.model)
-        provider = ModelSpec.from_kube(target["spec"]).provider
-        if refused := refusals(provider, spec.model, spec):
+        if refused := refusals(model.spec.provider, spec.model, spec):
             raise ApiError(400, "; ".join(refused))
     agent_model = spec.agent_config.model if spec.agent_config else None
-    if agent_model and await catalog.find(state.kube, "models", namespaces, agent_model) is None:
+    if agent_model and await state.catalog.model(namespace, agent_model) is None:
         raise not_found("model", agent_model)
-    if spec.agent and await catalog.find(state.kube, "agents", namespaces, spec.agent) is None:
+    if spec.agent and await state.catalog.agent(namespace, spec.agent) is None:
         raise not_found("agent", spec.agent)
     if isinstance(spec.environment, SandboxEnvironment):
         policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
@@ -305,7 +301,6 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
             sandbox_policy.check_environment(spec.environment, policy)
         except sandbox_policy.SandboxPolicyError as error:
             raise ApiError(400, str(error)) from error
-    return target
 
 
 async def _check_previous(state: State, namespace: str, spec: InteractionSpec) -> None:
@@ -349,11 +344,9 @@ async def _check_previous(state: State, namespace: str, spec: InteractionSpec) -
         raise ApiError(400, f"previous interaction {previous!r}: {problem}")
 
 
-def add_routes(app: web.Application) -> None:
-    for version in ("v1", "v1beta"):
-        base = f"/{version}/interactions"
-        app.router.add_post(base, create)
-        app.router.add_get(base, list_)
-        app.router.add_get(base + "/{id}", get)
-        app.router.add_delete(base + "/{id}", delete)
-        app.router.add_post(base + "/{id}/cancel", cancel)
+def add_routes(api: web.Application) -> None:
+    api.router.add_post("/interactions", create)
+    api.router.add_get("/interactions", list_)
+    api.router.add_get("/interactions/{id}", get)
+    api.router.add_delete("/interactions/{id}", delete)
+    api.router.add_post("/interactions/{id}/cancel", cancel)

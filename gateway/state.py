@@ -7,14 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.catalog import Providers
-from tether.events import EventLog
+from tether.catalog import Catalog
 from tether.kube import Kube
-from tether.outputs import Outputs
-from tether.run_store import RunStore
+from tether.providers.registry import Providers
 from tether.settings import Settings
+from tether.store.events import EventLog
+from tether.store.outputs import Outputs
+from tether.store.run_store import RunStore
 
-from .auth import ApiKeys
+from .auth import TENANT, ApiKeys
 from .errors import not_found
 
 
@@ -28,6 +29,7 @@ class State:
     keys: ApiKeys
     run_store: RunStore
     outputs: Outputs
+    catalog: Catalog
     providers: Providers
 
     async def interaction(self, namespace: str, name: str) -> dict[str, Any]:
@@ -40,3 +42,8 @@ class State:
 
 SETTINGS = web.AppKey("settings", Settings)
 STATE = web.AppKey("state", State)
+
+
+def addressed(request: web.Request) -> tuple[State, str, str]:
+    """What a request to /interactions/{id}… is about: the state, the tenant, the interaction."""
+    return request.config_dict[STATE], request[TENANT], request.match_info["id"]

@@ -13,7 +13,7 @@ from aiohttp_sse import sse_response
 
 from tether.api.interaction import TERMINAL_PHASES
 from tether.api.views import interaction_view
-from tether.events import TERMINAL_EVENT, is_end
+from tether.store.events import TERMINAL_EVENT, is_end
 
 from .metrics import OPEN_STREAMS
 from .state import State

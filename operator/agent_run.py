@@ -9,8 +9,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import agents, catalog, run_tokens
-from tether.api.agent import AgentSpec
+from tether import agents, run_tokens
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.internal import RunInput
 from tether.api.views import interaction_view
@@ -32,24 +31,6 @@ from .sandbox_pod import (
 TOKEN_GRACE_SECONDS = 300
 
 
-async def resolve_agent(ctx: Context, namespace: str, agent_id: str) -> tuple[str, list[AgentSpec]]:
-    """The Agent an id names, with its base agents, most basic first."""
-    namespaces = ctx.settings.lookup_order(namespace)
-    found = await catalog.find(ctx.kube, "agents", namespaces, agent_id)
-    if found is None:
-        raise RunError("agent_not_found", f"agent {agent_id!r} not found")
-    name = found["metadata"]["name"]
-    specs = [AgentSpec.from_kube(found.get("spec") or {})]
-    while base := specs[0].base_agent:
-        if len(specs) >= agents.MAX_BASE_AGENTS:
-            raise RunError("invalid_agent", f"agent {name!r} has too deep a chain of base agents")
-        parent = await catalog.find(ctx.kube, "agents", namespaces, base)
-        if parent is None:
-            raise RunError("agent_not_found", f"base agent {base!r} of {name!r} not found")
-        specs.insert(0, AgentSpec.from_kube(parent.get("spec") or {}))
-    return name, specs
-
-
 async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     """Create the run's Secret, NetworkPolicy and pod; a second call finds them and goes on.
     Raises RunError for a run that cannot start for a reason the user can fix."""
@@ -63,13 +44,12 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         )
     # The API server or Redis being away delays a start; it never fails it.
     agent_name, specs = await through_outages(
-        lambda: resolve_agent(ctx, namespace, spec.agent), f"resolve agent of {name}"
+        lambda: ctx.catalog.agent_chain(namespace, spec.agent), f"resolve agent of {name}"
     )
     run = agents.resolve(agent_name, specs, spec)  # AgentConfigError: a RunError too
     files = agents.workspace_files(run)
-    namespaces = ctx.settings.lookup_order(namespace)
     found = await through_outages(
-        lambda: catalog.find(ctx.kube, "models", namespaces, run.model), f"model of {name}"
+        lambda: ctx.catalog.model(namespace, run.model), f"model of {name}"
     )
     if found is None:
         raise RunError(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tether.catalog import Providers
-from tether.events import EventLog
+from tether.catalog import Catalog
 from tether.kube import Kube
-from tether.outputs import Outputs
-from tether.run_store import RunStore
+from tether.providers.registry import Providers
 from tether.settings import Settings
+from tether.store.events import EventLog
+from tether.store.outputs import Outputs
+from tether.store.run_store import RunStore
 
 from .runs import Runs
 
@@ -20,12 +21,14 @@ class Context:
     kube: Kube
     events: EventLog
     runs: Runs = field(default_factory=Runs)
+    catalog: Catalog = field(init=False)
     providers: Providers = field(init=False)
     run_store: RunStore = field(init=False)
     outputs: Outputs = field(init=False)
     active_sandboxes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        self.catalog = Catalog(self.kube, self.settings.system_namespace)
         self.providers = Providers(self.kube)
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)
         self.outputs = Outputs(self.events.redis, self.settings.retention_seconds)

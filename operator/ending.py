@@ -24,9 +24,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from tether.api.interaction import TERMINAL_PHASES, InteractionSpec, Step
 from tether.api.views import interaction_view
 from tether.chain import output_steps
-from tether.events import mark_unstored
 from tether.outages import through_outages
-from tether.outputs import fits_status
+from tether.store.events import mark_unstored
+from tether.store.outputs import fits_status
 
 from . import metrics
 from .context import Context

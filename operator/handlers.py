@@ -14,13 +14,13 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
-from tether import redis_connection
 from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.errors import RunError
-from tether.events import EventLog
 from tether.kube import Kube, refusal
 from tether.settings import Settings
+from tether.store import connection
+from tether.store.events import EventLog
 
 from . import metrics, sweeps
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
@@ -40,7 +40,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 90
     settings.networking.request_timeout = 60
     config = Settings()
-    redis = redis_connection.connect(config)
+    redis = connection.connect(config)
     memo.ctx = Context(
         settings=config,
         kube=await Kube.connect(config, component="tether-operator"),

@@ -8,10 +8,8 @@ import logging
 import time
 from typing import Any
 
-from tether import catalog
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.internal import model_output
-from tether.api.model import ModelSpec
 from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
@@ -84,20 +82,16 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
 async def _call_model(
     ctx: Context, namespace: str, spec: InteractionSpec, emit, started
 ) -> Outcome:
-    namespaces = ctx.settings.lookup_order(namespace)
     # The API server or Redis being away delays a run; it never fails it.
-    model = await through_outages(
-        lambda: catalog.find(ctx.kube, "models", namespaces, spec.model), "find the model"
-    )
+    model = await through_outages(lambda: ctx.catalog.model(namespace, spec.model), "the model")
     if model is None:
         raise RunError("model_not_found", f"model {spec.model!r} not found")
     provider = await through_outages(lambda: ctx.providers.for_model(model), "model credentials")
     steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
     )
-    model_spec = ModelSpec.from_kube(model["spec"])
     request = ModelRequest(
-        model=model_spec.upstream_model or model["metadata"]["name"],
+        model=model.upstream,
         steps=steps,
         system_instruction=spec.system_instruction,
         tools=[tool.to_wire() for tool in spec.tools or []],

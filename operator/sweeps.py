@@ -13,7 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether.api import GROUP, VERSION
 from tether.api.interaction import TERMINAL_PHASES
-from tether.lifecycle import erase
+from tether.store.erase import erase
 
 from .agent_run import finish_agent_run
 from .context import Context

@@ -13,7 +13,6 @@ from tether.sandbox_policy import SandboxPolicyError, refuse_secrets
 
 DEFAULT_MAX_STEPS = 50
 DEFAULT_TIMEOUT_SECONDS = 900
-MAX_BASE_AGENTS = 8
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,91 @@
-"""Where a model or agent id leads: the tenant's own resources first, then the platform's."""
+"""Models and Agents as a tenant sees them: its own first, then the platform's.
+
+An id names a resource or one of its aliases. An Agent may stand on a base agent, and that on
+another, up to MAX_BASE_AGENTS deep.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
+from tether.api.agent import AgentSpec
 from tether.api.model import ModelSpec
+from tether.errors import RunError
 from tether.kube import Kube
-from tether.providers import Provider, ProviderError, provider_for
 
+MAX_BASE_AGENTS = 8
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-async def find(kube: Kube, plural: str, namespaces: list[str], id_: str) -> dict[str, Any] | None:
-    """The Model or Agent a client's id names, by resource name or by one of its aliases."""
-    if _RESOURCE_NAME.match(id_) and len(id_) <= 253:
-        for namespace in namespaces:
-            if found := await kube.get(plural, namespace, id_):
-                return found
-    for namespace in namespaces:
-        for item in (await kube.list(plural, namespace))["items"]:
-            if id_ in (item.get("spec", {}).get("aliases") or []):
-                return item
-    return None
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The Model an id led to: where it lives, what it says, and the name its vendor knows."""
+
+    namespace: str
+    name: str
+    version: str
+    """uid and resourceVersion: a changed Model is a new version."""
+    spec: ModelSpec
+
+    @classmethod
+    def from_kube(cls, obj: dict[str, Any]) -> ResolvedModel:
+        meta = obj["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            version=f"{meta['uid']}/{meta['resourceVersion']}",
+            spec=ModelSpec.from_kube(obj.get("spec") or {}),
+        )
+
+    @property
+    def upstream(self) -> str:
+        """The model name sent to the vendor."""
+        return self.spec.upstream_model or self.name
 
 
-class Providers:
-    """Provider clients for Model resources: one per Model version and credential, reused."""
+class Catalog:
+    """Finds a tenant's Models and Agents: its namespace first, then the system namespace."""
 
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, system_namespace: str) -> None:
         self.kube = kube
-        self._cache: dict[tuple, Provider] = {}
+        self.system_namespace = system_namespace
 
-    async def for_model(self, model: dict[str, Any]) -> Provider:
-        spec = ModelSpec.from_kube(model["spec"])
-        meta = model["metadata"]
-        api_key = None
-        if spec.credentials:
-            ref = spec.credentials.secret_ref
-            api_key = await self.kube.secret_value(meta["namespace"], ref.name, ref.key)
-            if api_key is None:
-                raise ProviderError(
-                    "credentials_missing",
-                    f"model {meta['name']!r} needs key {ref.key!r} of Secret {ref.name!r}, "
-                    "which does not exist",
+    async def model(self, namespace: str, id_: str) -> ResolvedModel | None:
+        found = await self._find("models", namespace, id_)
+        return ResolvedModel.from_kube(found) if found else None
+
+    async def agent(self, namespace: str, id_: str) -> dict[str, Any] | None:
+        return await self._find("agents", namespace, id_)
+
+    async def agent_chain(self, namespace: str, id_: str) -> tuple[str, list[AgentSpec]]:
+        """The Agent an id names, with its base agents, most basic first."""
+        found = await self.agent(namespace, id_)
+        if found is None:
+            raise RunError("agent_not_found", f"agent {id_!r} not found")
+        name = found["metadata"]["name"]
+        specs = [AgentSpec.from_kube(found.get("spec") or {})]
+        while base := specs[0].base_agent:
+            if len(specs) >= MAX_BASE_AGENTS:
+                raise RunError(
+                    "invalid_agent", f"agent {name!r} has too deep a chain of base agents"
                 )
-        key = (meta["uid"], meta["resourceVersion"], api_key)
-        if key not in self._cache:
-            self._cache[key] = provider_for(spec, api_key)
-        return self._cache[key]
+            parent = await self.agent(namespace, base)
+            if parent is None:
+                raise RunError("agent_not_found", f"base agent {base!r} of {name!r} not found")
+            specs.insert(0, AgentSpec.from_kube(parent.get("spec") or {}))
+        return name, specs
+
+    async def _find(self, plural: str, namespace: str, id_: str) -> dict[str, Any] | None:
+        """By resource name, then by alias; in the tenant's namespace, then the platform's."""
+        namespaces = [namespace, self.system_namespace]
+        if _RESOURCE_NAME.match(id_) and len(id_) <= 253:
+            for where in namespaces:
+                if found := await self.kube.get(plural, where, id_):
+                    return found
+        for where in namespaces:
+            for item in (await self.kube.list(plural, where))["items"]:
+                if id_ in (item.get("spec", {}).get("aliases") or []):
+                    return item
+        return None

@@ -8,7 +8,7 @@ from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.conversation import history
 from tether.errors import RunError
 from tether.kube import Kube
-from tether.outputs import Outputs
+from tether.store.outputs import Outputs
 
 MAX_CHAIN = 1000
 

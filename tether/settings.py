@@ -20,10 +20,6 @@ class Settings(BaseSettings):
     system_namespace: str = "tether-system"
     """Where API keys and the platform-wide Models and Agents live."""
 
-    def lookup_order(self, namespace: str) -> list[str]:
-        """Where a tenant's model and agent ids resolve: its own namespace, then the platform's."""
-        return [namespace, self.system_namespace]
-
     event_ttl_seconds: int = 24 * 3600
     """How long an interaction's event log is kept after it finishes (for stream resume)."""
     retention_seconds: int = 7 * 24 * 3600

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from tether.api.interaction import TERMINAL_PHASES
-from tether.events import is_end
+from tether.store.events import is_end
 
 KEY_LABEL = "chaos-key"
 """Every interaction carries its Idempotency-Key as this label, so duplicates can be counted."""

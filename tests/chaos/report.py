@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.chaos.load import KEY_LABEL, Load, Run, Timeline, event_order, output_text, terminal
-from tether.events import TERMINAL_EVENT, is_end
+from tether.store.events import TERMINAL_EVENT, is_end
 
 EXAMPLES = 5
 REPORT_KEY = pytest.StashKey[str]()

@@ -37,8 +37,8 @@ from tests.chaos.report import REPORT_KEY, After, Report, build
 from tether.api import API_VERSION
 from tether.dev.processes import StartupError
 from tether.dev.stack import DevStack
-from tether.events import TERMINAL_EVENT, stream_key
 from tether.operator.sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
+from tether.store.events import TERMINAL_EVENT, stream_key
 
 pytestmark = pytest.mark.chaos
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from aiohttp import web
 
 from tether.gateway import idempotency
 from tether.gateway.app import create_app
@@ -18,13 +19,21 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 def served_routes() -> set[tuple[str, str]]:
     """(method, path) of every route the application registers, `{path:.+}` read as `{path}`."""
-    app = create_app(Settings())
     routes = set()
-    for route in app.router.routes():
+    for route in _routes(create_app(Settings())):
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.resource.canonical)
         if route.method in METHODS and not path.startswith(UNDOCUMENTED):
             routes.add((route.method, path))
     return routes
+
+
+def _routes(app: web.Application):
+    """Every route of the application and of the sub-applications mounted in it."""
+    for resource in app.router.resources():
+        if isinstance(resource, web.PrefixedSubAppResource):
+            yield from _routes(resource.get_info()["app"])
+        else:
+            yield from resource
 
 
 def documented_routes() -> set[tuple[str, str]]:

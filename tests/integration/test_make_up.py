@@ -19,7 +19,7 @@ from tether.dev.control_plane import free_port
 def devstack(state, *args: str, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tether.dev.stack", *args, "--state", str(state)],
-        env={**os.environ, "TETHER_PORT": str(port), "PYTHONSAFEPATH": "1"},
+        env={**os.environ, "TETHER_PORT": str(port)},
         capture_output=True,
         text=True,
         timeout=240,

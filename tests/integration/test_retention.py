@@ -7,11 +7,11 @@ import datetime as dt
 from google.genai._interactions_errors import NotFoundError
 from redis.asyncio import Redis
 
-from tether.events import EventLog
 from tether.kube import Kube
 from tether.operator.context import Context
 from tether.operator.sweeps import sweep_once
 from tether.settings import Settings
+from tether.store.events import EventLog
 
 
 async def test_finished_interactions_past_retention_are_deleted_with_their_logs(stack, client):

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from tests.integration.test_agent_runs import install_model
 from tests.integration.test_sdk_interactions import wait_until_ended
 from tether import run_tokens
-from tether.run_store import RunStore
+from tether.store.run_store import RunStore
 
 SECRET = {"secret_ref": {"name": "openai-key", "key": "api-key"}}
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}

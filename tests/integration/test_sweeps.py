@@ -11,11 +11,11 @@ from redis.asyncio import Redis
 
 from tests.integration.test_agent_runs import sandbox_pods, wait_for_running_sandbox
 from tests.integration.test_sdk_interactions import wait_until_ended
-from tether.events import EventLog
 from tether.kube import Kube
 from tether.operator.context import Context
 from tether.operator.sweeps import check_sandboxes
 from tether.settings import Settings
+from tether.store.events import EventLog
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tether.api import API_VERSION
-from tether.crds import CRD_DIR
+from tether.crds import CRD_DIR, ROOT
 from tether.dev.control_plane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
 from tether.dev.processes import Service, StartupError, Supervisor, http_ok, wait_until
 
@@ -33,6 +33,8 @@ SYSTEM_NAMESPACE = "tether-system"
 DEV_NODE = "tether-dev-node"
 DEFAULT_TENANT = "tenant-default"
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
+SEED_DIR = ROOT / "charts" / "tether" / "seed"
+"""The seed Models and Agent, shared with the chart (the dev wing runs from a checkout)."""
 
 
 def new_api_key() -> str:
@@ -49,20 +51,17 @@ def resource_name(id_: str) -> str:
     return name[:253] or "model"
 
 
+def seed(name: str) -> list[dict[str, Any]]:
+    """The objects of the chart's seed/<name>.yaml, in the stack's namespace."""
+    objects = [o for o in yaml.safe_load_all((SEED_DIR / f"{name}.yaml").read_text()) if o]
+    for obj in objects:
+        obj["metadata"]["namespace"] = SYSTEM_NAMESPACE
+    return objects
+
+
 def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
     """The built-in offline models, plus an openai-compatible one when OPENAI_BASE_URL is set."""
-    models = [
-        _model("echo", {"provider": "echo"}),
-        _model(
-            "scripted",
-            {
-                "provider": "scripted",
-                "responses": [
-                    {"text": "This is the scripted model: give a Model your own spec.responses."}
-                ],
-            },
-        ),
-    ]
+    models = seed("models")
     if base_url := environ.get("OPENAI_BASE_URL"):
         model_id = resolve_model_id(environ)
         spec: dict[str, Any] = {
@@ -78,32 +77,12 @@ def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
     return models
 
 
-EVA_INSTRUCTION = (
-    "You are Eva, a careful general-purpose agent working in a Linux sandbox. Your files live "
-    "under /workspace. Use run_code to run Python or bash, read_file, write_file and list_files "
-    "for files, and fetch_url for web pages you are allowed to reach. Check your work by running "
-    "it. When the task is done, answer with a short summary of what you did and where the "
-    "results are."
-)
-HOSTED_AGENT_IDS = ["antigravity-preview-05-2026", "antigravity-preview-09-2026"]
-
-
 def default_agent(environ: dict[str, str]) -> dict[str, Any]:
     """`eva`, the general-purpose agent; hosted agent ids resolve to it."""
+    [eva] = seed("eva")
     model = resolve_model_id(environ) if environ.get("OPENAI_BASE_URL") else "scripted"
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Agent",
-        "metadata": {"name": "eva", "namespace": SYSTEM_NAMESPACE},
-        "spec": {
-            "description": "General-purpose agent: Python and bash, files under /workspace, "
-            "web fetch, and client-side function calling.",
-            "systemInstruction": EVA_INSTRUCTION,
-            "aliases": HOSTED_AGENT_IDS,
-            "agentConfig": {"model": model, "maxSteps": 30, "timeoutSeconds": 900},
-            "baseEnvironment": {"network": {"allowlist": []}},
-        },
-    }
+    eva["spec"]["agentConfig"]["model"] = model
+    return eva
 
 
 def resolve_model_id(environ: dict[str, str]) -> str:
@@ -262,7 +241,6 @@ class DevStack:
     def _env(self) -> dict[str, str]:
         return {
             **self.environ,
-            "PYTHONSAFEPATH": "1",
             "KUBECONFIG": str(self.control_plane.kubeconfig),
             "TETHER_REDIS_URL": self.redis_url,
             "TETHER_SYSTEM_NAMESPACE": SYSTEM_NAMESPACE,
@@ -476,7 +454,6 @@ def up(state: Path) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "PYTHONSAFEPATH": "1"},
         )
     pidfile.write_text(str(supervisor.pid))
     print("Starting Tether: control plane, Redis, dev node, operator, gateway ...", flush=True)

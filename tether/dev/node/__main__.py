@@ -23,7 +23,7 @@ def image_stand_in() -> tuple[list[str], str]:
 
     dirs = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
     for package in (tether, tether.operator, tether.gateway, tether.sandbox):
-        dirs.add(str(Path(package.__file__).resolve().parent))
+        dirs.update(str(Path(folder).resolve()) for folder in package.__path__)
     path = os.pathsep.join([str(Path(sys.prefix) / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
     return sorted(dirs), path
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether import catalog, run_tokens, workspace_archive
+from tether import run_tokens, workspace_archive
 from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
 from tether.api.internal import (
     FILES_LIMIT,
@@ -24,35 +24,43 @@ from tether.api.internal import (
     TokenUsage,
     model_output,
 )
-from tether.api.model import ModelSpec
 from tether.model_turn import relay
 from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
-from tether.run_store import CallInFlight
+from tether.store.run_store import CallInFlight
 
 from .auth import bearer_token
 from .errors import ApiError, not_found
 from .metrics import SANDBOX_FIRST_CALL
 from .parsing import read_json
-from .state import STATE, State
+from .state import SETTINGS, STATE, State
 
+RUN = web.RequestKey("run", run_tokens.RunClaims)
+"""The claims of the run token the request presented."""
 OUTCOME_PHASES = frozenset(
     {"completed", "requires_action", "failed", "incomplete", "budget_exceeded"}
 )
 
 
-async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[str, Any]]:
-    """The run the presented token belongs to (and its Interaction), if it is still going."""
-    state = request.app[STATE]
-    if not state.settings.run_token_key:
+@web.middleware
+async def run_token_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """The internal API's gate: a valid run token, whose claims go in request[RUN]."""
+    key = request.config_dict[SETTINGS].run_token_key
+    if not key:
         raise ApiError(503, "agent runs are not configured: TETHER_RUN_TOKEN_KEY is unset")
     token = bearer_token(request)
     if token is None:
         raise ApiError(401, "a run token is required (Authorization: Bearer …)")
     try:
-        claims = run_tokens.verify(state.settings.run_token_key.encode(), token)
+        request[RUN] = run_tokens.verify(key.encode(), token)
     except run_tokens.InvalidRunToken as error:
         raise ApiError(401, f"run token not valid: {error}") from error
+    return await handler(request)
+
+
+async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[str, Any]]:
+    """The run the token belongs to (and its Interaction), if it is still going."""
+    state, claims = request.config_dict[STATE], request[RUN]
     obj = await state.kube.get("interactions", claims.namespace, claims.name)
     if obj is None or obj["metadata"]["uid"] != claims.uid:
         raise not_found("interaction", claims.name)
@@ -97,19 +105,16 @@ async def _generate(
         raise ApiError(
             402, f"the run has spent {used} of its {claims.budget} tokens", "budget_exceeded"
         )
-    model = await catalog.find(
-        state.kube, "models", state.settings.lookup_order(ns), claims.model or ""
-    )
+    model = await state.catalog.model(ns, claims.model or "")
     if model is None:
         raise ApiError(404, f"model {claims.model!r} not found")
-    spec = ModelSpec.from_kube(model["spec"])
     try:
         provider = await state.providers.for_model(model)
         index = await state.run_store.next_index(ns, name)
         turn = await relay(
             provider,
             ModelRequest(
-                model=spec.upstream_model or model["metadata"]["name"],
+                model=model.upstream,
                 steps=[Step.from_wire(s).to_wire() for s in body.steps],
                 system_instruction=body.system_instruction,
                 tools=body.tools,
@@ -175,8 +180,11 @@ async def put_files(request: web.Request) -> web.Response:
     return web.json_response({"bytes": len(archive)})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/internal/v1/generate", generate)
-    app.router.add_post("/internal/v1/steps", add_step)
-    app.router.add_post("/internal/v1/finish", finish)
-    app.router.add_put("/internal/v1/files", put_files)
+def internal_api() -> web.Application:
+    """The sub-application mounted at /internal/v1: run tokens only, never API keys."""
+    api = web.Application(middlewares=[run_token_middleware])
+    api.router.add_post("/generate", generate)
+    api.router.add_post("/steps", add_step)
+    api.router.add_post("/finish", finish)
+    api.router.add_put("/files", put_files)
+    return api

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tether.events import EventLog
 from tether.kube import Kube
+from tether.store.events import EventLog
 
 
 class Store(Protocol):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SERVICES = [
     "tether.operator.handlers",
     "tether.gateway.app",
@@ -64,3 +65,30 @@ def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp(
                     "tether.api.internal",
                 )
                 assert allowed, (path, line)
+
+
+def test_the_repository_root_shadows_nothing_of_the_standard_library():
+    """`python -m`/`-c` from the root puts it first on sys.path; `operator/` must not win there.
+
+    `-S` skips site-packages, whose start-up imports would load the real module first and hide
+    the problem; a clean installed interpreter (no editable install) has no such luck."""
+    found = subprocess.run(
+        [sys.executable, "-S", "-c", "import operator; print(operator.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout.strip()
+    assert Path(found).parent != ROOT / "operator"
+    assert Path(found).name == "operator.py"
+
+
+def test_the_folders_are_their_import_paths():
+    """tether/<folder> is the top-level folder itself, so a file has one path and one name."""
+    for folder in ("operator", "gateway", "sandbox"):
+        assert (ROOT / "tether" / folder).resolve() == ROOT / folder
+        module = importlib.import_module(
+            f"tether.{folder}.__main__" if folder != "sandbox" else "tether.sandbox.agent"
+        )
+        assert Path(module.__file__).resolve().parent == ROOT / folder

@@ -3,12 +3,14 @@ and how it keeps its processes running."""
 
 import logging
 import socket
+import subprocess
 
 import pytest
+import yaml
 
-from tether.dev.control_plane import free_port, load_or_create_pki, port_in_use
+from tether.dev.control_plane import free_port, helm_binary, load_or_create_pki, port_in_use
 from tether.dev.processes import Service, StartupError, Supervisor
-from tether.dev.stack import default_models
+from tether.dev.stack import SEED_DIR, default_agent, default_models
 
 
 def test_the_offline_models_are_always_installed():
@@ -37,6 +39,23 @@ def test_an_openai_key_is_referenced_from_a_secret_never_inlined():
     assert models[-1]["metadata"]["name"] == "openai"
     assert spec["credentials"] == {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
     assert "sk" not in str(spec)
+
+
+def test_make_up_seeds_the_same_models_and_agent_as_the_chart():
+    chart = SEED_DIR.parent
+    argv = [str(helm_binary()), "template", "ci", str(chart), "-s", "templates/defaults.yaml"]
+    rendered = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    from_chart = {o["metadata"]["name"]: o for o in yaml.safe_load_all(rendered) if o}
+    from_stack = {o["metadata"]["name"]: o for o in [*default_models({}), default_agent({})]}
+    assert from_chart.keys() == from_stack.keys() == {"echo", "scripted", "eva"}
+    for name, obj in from_stack.items():
+        assert (obj["kind"], obj["spec"]) == (from_chart[name]["kind"], from_chart[name]["spec"])
+
+
+def test_eva_uses_the_openai_compatible_model_when_one_is_configured():
+    environ = {"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1", "OPENAI_MODEL": "Qwen/Qwen2.5-7B"}
+    assert default_agent(environ)["spec"]["agentConfig"]["model"] == "Qwen/Qwen2.5-7B"
+    assert default_agent({})["spec"]["agentConfig"]["model"] == "scripted"
 
 
 # -- supervision of child processes -------------------------------------------------------------

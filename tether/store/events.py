@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tether.redis_connection import BLOCK_MS
+from tether.store.connection import BLOCK_MS
 
 TERMINAL_EVENT = "interaction.completed"
 DELETED = "interaction_deleted"

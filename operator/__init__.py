@@ -1,1 +1,0 @@
-"""The kopf operator that reconciles Interaction resources (tether.operator)."""
