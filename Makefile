@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
-.PHONY: venv control-plane system-deps crds crds-check lint format test chaos fuzz check up down demo bench images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo bench images kind-up kind-deploy kind-e2e
 
 venv: $(STAMP)
 
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 ## kube-controller-manager, kubectl and helm.
 control-plane:
 	@scripts/control-plane.sh
+
+## Build and install (once, cached by version) a real worker node's parts: kubelet, kube-proxy,
+## kube-scheduler, containerd 2, gVisor, kube-router, CoreDNS, local-path-provisioner, and
+## Debian's runc, CNI plugins, iptables, ipset, buildah and debootstrap.
+node-parts:
+	@scripts/node.sh
 
 ## Debian packages the local stack runs: redis-server, and bubblewrap for the dev node.
 system-deps:
@@ -45,7 +51,7 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 ## The whole suite: unit tests and integration tests against a real local control plane.
-test: venv control-plane system-deps
+test: venv control-plane node-parts system-deps
 	$(VENV)/bin/pytest --ignore=tests/chaos $(PYTEST_ARGS)
 
 ## The fault and load suite (under 5 min): kills the operator, gateway, Redis and API server of

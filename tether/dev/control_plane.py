@@ -4,6 +4,7 @@ child processes, the way controller-runtime's envtest does. Used by the tests an
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import shutil
 import socket
@@ -116,8 +117,12 @@ class ControlPlane:
         workdir: Path | None = None,
         crds: Iterable[dict[str, Any]] = (),
         supervisor: Supervisor | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
         self.binaries = binaries or Binaries.from_cache()
+        self.address = address
+        """Where the API server listens and what it advertises: loopback, or a real node's IP,
+        so that pods reach it through the `kubernetes` Service."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tether-cp-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +144,8 @@ class ControlPlane:
 
     def _start(self) -> None:
         d = self.workdir / "pki"
-        certs = load_or_create_pki(d)
+        loopback = ipaddress.ip_address(self.address).is_loopback
+        certs = load_or_create_pki(d, self.address)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._run(
@@ -166,7 +172,7 @@ class ControlPlane:
             30,
         )
 
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.address}:{api_port}"
         ssl_ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
         ssl_ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
         self._run(
@@ -174,8 +180,8 @@ class ControlPlane:
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={api_port}",
                 f"--tls-cert-file={d / 'apiserver.crt'}",
                 f"--tls-private-key-file={d / 'apiserver.key'}",
@@ -185,7 +191,12 @@ class ControlPlane:
                 f"--service-account-signing-key-file={d / 'sa.key'}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--authorization-mode=Node,RBAC",
-                "--endpoint-reconciler-type=none",
+                # kubectl logs and exec: the API server calls kubelets as a client the CA signed.
+                f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={d / 'kubelet-client.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
+                # On loopback no pod could use the `kubernetes` Service's endpoints: none then.
+                f"--endpoint-reconciler-type={'none' if loopback else 'lease'}",
                 "--profiling=false",
             ],
             lambda: http_ok(f"{self.server}/readyz", ssl_ctx),
@@ -277,20 +288,23 @@ class ControlPlane:
             raise ControlPlaneError(str(error)) from None
 
 
-def load_or_create_pki(d: Path) -> dict[str, bytes]:
+def load_or_create_pki(d: Path, address: str = "127.0.0.1") -> dict[str, bytes]:
     """The cluster's certificates and service-account keys, kept in `d` across restarts: a
     restarted API server must accept the kubeconfig and the tokens issued before."""
-    names = ["ca.crt", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key"]
-    names += ["sa.key", "sa.pub"]
-    if all((d / n).exists() for n in names) and _valid_for_a_day(d / "apiserver.crt"):
+    names = ["ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key"]
+    names += ["kubelet-client.crt", "kubelet-client.key", "sa.key", "sa.pub"]
+    if all((d / n).exists() for n in names) and _valid_for_a_day(d / "apiserver.crt", address):
         return {n: (d / n).read_bytes() for n in names}
-    certs = pki.generate()
+    certs = pki.generate(address=address)
     files = {
         "ca.crt": certs.ca.cert,
+        "ca.key": certs.ca.key,
         "apiserver.crt": certs.serving.cert,
         "apiserver.key": certs.serving.key,
         "admin.crt": certs.admin.cert,
         "admin.key": certs.admin.key,
+        "kubelet-client.crt": certs.kubelet_client.cert,
+        "kubelet-client.key": certs.kubelet_client.key,
         "sa.key": certs.service_account_key,
         "sa.pub": certs.service_account_pub,
     }
@@ -301,12 +315,16 @@ def load_or_create_pki(d: Path) -> dict[str, bytes]:
     return files
 
 
-def _valid_for_a_day(cert: Path) -> bool:
+def _valid_for_a_day(cert: Path, address: str) -> bool:
+    """Good for at least a day more, and names `address`."""
     try:
-        expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
-    except ValueError:
+        loaded = x509.load_pem_x509_certificate(cert.read_bytes())
+        names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
         return False
-    return expires > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    addresses = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    fresh = loaded.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    return fresh and address in addresses
 
 
 def _exists(read: Callable[..., Any], *args: str) -> bool:

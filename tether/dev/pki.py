@@ -27,6 +27,8 @@ class ClusterPki:
     ca: KeyPair
     serving: KeyPair
     admin: KeyPair
+    kubelet_client: KeyPair
+    """How kube-apiserver proves itself to kubelets (logs, exec, port-forward)."""
     service_account_key: bytes
     service_account_pub: bytes
 
@@ -76,8 +78,9 @@ def _leaf(ca_key, ca_name: x509.Name, subject: x509.Name, usage, sans=None) -> K
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
-def generate(service_ip: str = "10.0.0.1") -> ClusterPki:
-    """A CA, a serving cert for loopback, an admin client cert (system:masters), an SA key pair."""
+def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> ClusterPki:
+    """A CA, a serving cert for loopback and `address`, an admin client cert (system:masters),
+    the API server's kubelet client cert, an SA key pair."""
     ca_key = _key()
     ca_name = _name("tether-local-ca")
     ca_cert = (
@@ -104,20 +107,49 @@ def generate(service_ip: str = "10.0.0.1") -> ClusterPki:
         x509.DNSName("kubernetes"),
         x509.DNSName("kubernetes.default.svc"),
         x509.DNSName("kubernetes.default.svc.cluster.local"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address(service_ip)),
+        *{x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", address, service_ip)},
     ]
     serving = _leaf(ca_key, ca_name, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     admin = _leaf(
         ca_key, ca_name, _name("tether-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    kubelet_client = _leaf(
+        ca_key,
+        ca_name,
+        _name("kube-apiserver-kubelet-client", "system:masters"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
     )
     sa_key = _key()
     return ClusterPki(
         ca=KeyPair(ca_cert.public_bytes(serialization.Encoding.PEM), _pem_key(ca_key)),
         serving=serving,
         admin=admin,
+        kubelet_client=kubelet_client,
         service_account_key=_pem_key(sa_key),
         service_account_pub=sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
+
+
+@dataclass(frozen=True)
+class NodePki:
+    """A kubelet's identity: a client cert the Node authorizer knows, and a serving cert."""
+
+    client: KeyPair
+    serving: KeyPair
+
+
+def node(ca: KeyPair, name: str, ip: str) -> NodePki:
+    """Certificates for node `name` at `ip`, signed by the cluster CA, as a real node holds."""
+    ca_key = serialization.load_pem_private_key(ca.key, password=None)
+    ca_name = x509.load_pem_x509_certificate(ca.cert).subject
+    client = _leaf(
+        ca_key,
+        ca_name,
+        _name(f"system:node:{name}", "system:nodes"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    sans = [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address(ip))]
+    serving = _leaf(ca_key, ca_name, _name(name), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    return NodePki(client=client, serving=serving)

@@ -1,0 +1,218 @@
+"""A real worker node: containerd + runc + CNI + kubelet, registered to the control plane with TLS.
+
+Its own control plane (the session's has the dev node, and no scheduler): pods here are
+scheduled by kube-scheduler and run by runc in real containers on the node's bridge.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import kubernetes
+import pytest
+
+from tether.dev.control_plane import ControlPlane
+from tether.dev.worker import images
+from tether.dev.worker.cluster import LocalCluster
+
+pytestmark = pytest.mark.integration
+BUSYBOX = "tether.local/busybox:1"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster() as local:
+        busybox = {"/bin/busybox": Path("/bin/busybox")}
+        local.node.load_image(
+            images.scratch_image(local.node.parts, BUSYBOX, busybox, ["/bin/busybox"])
+        )
+        yield local.control_plane, local.node
+
+
+def kubectl(control_plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
+    argv = [str(control_plane.binaries.kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
+    done = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def busybox_pod(name: str, script: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": BUSYBOX,
+                    "imagePullPolicy": "Never",
+                    "command": ["/bin/busybox", "sh", "-c", script],
+                }
+            ],
+        },
+    }
+
+
+def deny_egress(pod: str, allow_dns: bool = False) -> dict:
+    """A NetworkPolicy: the pod (labelled app=<its name>) may send nothing (but DNS, if asked)."""
+    egress = []
+    if allow_dns:
+        egress = [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            }
+        ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{pod}-egress", "namespace": "default"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": pod}},
+            "policyTypes": ["Egress"],
+            "egress": egress,
+        },
+    }
+
+
+def test_the_node_registers_with_tls_and_reports_its_runtime(cluster):
+    control_plane, node = cluster
+    core = kubernetes.client.CoreV1Api(control_plane.api_client())
+    status = core.read_node(node.name).status
+    assert {c.type: c.status for c in status.conditions}["Ready"] == "True"
+    assert {a.type: a.address for a in status.addresses}["InternalIP"] == node.network.node_ip
+    assert status.node_info.kubelet_version == "v1.34.4"
+    assert status.node_info.container_runtime_version.startswith("containerd://2.")
+    # The API server reaches the kubelet over TLS with its client certificate (logs, exec)
+    assert (
+        kubectl(control_plane, "get", "--raw", f"/api/v1/nodes/{node.name}/proxy/healthz") == "ok"
+    )
+    assert "KubeletReady" in kubectl(control_plane, "describe", "node", node.name)
+
+
+def test_the_kubelet_answers_no_one_without_a_certificate(cluster):
+    control_plane, node = cluster
+    port = (
+        kubernetes.client.CoreV1Api(control_plane.api_client())
+        .read_node(node.name)
+        .status.daemon_endpoints.kubelet_endpoint.port
+    )
+    context = ssl.create_default_context(cafile=str(node.paths.pki / "ca.crt"))
+    context.check_hostname = False  # the certificate names the node by IP and by name
+    url = f"https://{node.network.node_ip}:{port}/pods"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, context=context, timeout=10)
+    assert refused.value.code == 401
+
+
+def test_a_pod_runs_in_a_container_on_the_node_with_logs_and_exec(cluster):
+    control_plane, node = cluster
+    pod = busybox_pod(
+        "hello", "echo hello from $(/bin/busybox hostname); exec /bin/busybox sleep 3600"
+    )
+    kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(pod))
+    try:
+        kubectl(control_plane, "wait", "--for=condition=Ready", "pod/hello", "--timeout=60s")
+        assert kubectl(control_plane, "logs", "hello") == "hello from hello\n"
+        cgroups = kubectl(
+            control_plane, "exec", "hello", "--", "/bin/busybox", "cat", "/proc/1/cgroup"
+        )
+        assert "/kubepods/" in cgroups  # its own cgroup under the kubelet's, as runc put it
+        placed = json.loads(kubectl(control_plane, "get", "pod", "hello", "-o", "json"))
+        assert placed["spec"]["nodeName"] == node.name  # kube-scheduler bound it
+        pod_ip = ipaddress.ip_address(placed["status"]["podIP"])
+        assert pod_ip in ipaddress.ip_network(node.network.pod_cidr)
+    finally:
+        kubectl(control_plane, "delete", "pod", "hello", "--wait=true", "--timeout=60s")
+
+
+def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
+    control_plane, _ = cluster
+    server = busybox_pod(
+        "web",
+        "/bin/busybox mkdir -p /www && echo served-by-web > /www/index.html"
+        " && exec /bin/busybox httpd -f -p 8080 -h /www",
+    )
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    client = busybox_pod("client", "exec /bin/busybox sleep 3600")
+    for obj in (server, service, client):
+        kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(obj))
+    lookup = ["exec", "client", "--", "/bin/busybox", "nslookup", "web.default.svc.cluster.local"]
+    try:
+        for pod in ("web", "client"):
+            kubectl(control_plane, "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+        # cluster DNS (CoreDNS pods behind kube-dns) names the Service; kube-proxy routes it.
+        # (busybox's nslookup and nc: its wget needs the NSS of its static glibc, which cannot
+        # load in a bare image)
+        cluster_ip = _get(control_plane, "service", "web")["spec"]["clusterIP"]
+        assert f"Address: {cluster_ip}" in kubectl(control_plane, *lookup)
+        assert "served-by-web" in kubectl(control_plane, *fetch(cluster_ip, 80))
+        policy = deny_egress("client", allow_dns=True)
+        kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(policy))
+        deadline = time.monotonic() + 30
+        while _succeeds(control_plane, *fetch(cluster_ip, 80)):
+            assert time.monotonic() < deadline, "the NetworkPolicy was never enforced"
+            time.sleep(0.5)  # kube-router applies it within seconds
+        # refused at the network, to the pod's own address too, while DNS is still allowed
+        pod_ip = _get(control_plane, "pod", "web")["status"]["podIP"]
+        assert not _succeeds(control_plane, *fetch(pod_ip, 8080))
+        assert f"Address: {cluster_ip}" in kubectl(control_plane, *lookup)
+    finally:
+        for name in ("pod/web", "pod/client", "service/web", "networkpolicy/client-egress"):
+            _kubectl(control_plane, "delete", name, "--ignore-not-found", "--wait=false")
+
+
+def _kubectl(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess:
+    argv = [str(control_plane.binaries.kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=90)
+
+
+def fetch(ip: str, port: int) -> list[str]:
+    """kubectl arguments: from the client pod, GET / at ip:port (3 s to connect and answer)."""
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
+    script = f"{request} | /bin/busybox nc -w 3 {ip} {port}"
+    return ["exec", "client", "--", "/bin/busybox", "sh", "-c", script]
+
+
+def _get(control_plane: ControlPlane, kind: str, name: str) -> dict:
+    return json.loads(kubectl(control_plane, "get", kind, name, "-o", "json"))
+
+
+def _succeeds(control_plane: ControlPlane, *args: str) -> bool:
+    return _kubectl(control_plane, *args).returncode == 0
+
+
+def test_a_pod_of_runtime_class_gvisor_runs_on_its_own_kernel(cluster):
+    control_plane, _ = cluster
+    pod = busybox_pod("sandboxed", "exec /bin/busybox sleep 3600")
+    pod["spec"]["runtimeClassName"] = "gvisor"
+    kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(pod))
+    try:
+        kubectl(control_plane, "wait", "--for=condition=Ready", "pod/sandboxed", "--timeout=60s")
+        kernel_log = kubectl(control_plane, "exec", "sandboxed", "--", "/bin/busybox", "dmesg")
+        assert "Starting gVisor" in kernel_log
+        release = kubectl(control_plane, "exec", "sandboxed", "--", "/bin/busybox", "uname", "-r")
+        assert release.strip() != os.uname().release  # not the host's kernel
+    finally:
+        _kubectl(control_plane, "delete", "pod", "sandboxed", "--wait=true", "--timeout=60s")

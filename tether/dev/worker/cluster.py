@@ -1,0 +1,84 @@
+"""LocalCluster: a control plane and one real node on its own bridge, on this host, which it puts
+back as it found it when it stops."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Self
+
+from tether.dev.control_plane import ControlPlane
+from tether.dev.processes import Supervisor
+
+from .configs import NodeNetwork
+from .host import HostState, write_sysctl
+from .node import WorkerNode
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        crds: Iterable[dict[str, Any]] = (),
+        supervisor: Supervisor | None = None,
+        network: NodeNetwork | None = None,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tether-cluster-"))
+        self.crds = list(crds)
+        self.supervisor = supervisor
+        self.network = network or NodeNetwork()
+        self.host: HostState | None = None
+        self.control_plane: ControlPlane | None = None
+        self.node: WorkerNode | None = None
+
+    def start(self) -> Self:
+        self.host = HostState.observe()
+        try:
+            bridge_up(self.network)
+            self.control_plane = ControlPlane(
+                workdir=self.workdir / "control-plane",
+                crds=self.crds,
+                supervisor=self.supervisor,
+                address=self.network.node_ip,
+            ).start()
+            self.node = WorkerNode(self.control_plane, self.workdir / "node", self.network)
+            self.node.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Containers first, then the control plane, then everything the host had changed."""
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+        if self.control_plane is not None:
+            self.control_plane.stop()
+            self.control_plane = None
+        if self.host is not None:
+            self.host.restore()
+            self.host = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def bridge_up(network: NodeNetwork) -> None:
+    """The node's bridge, holding the node's IP; forwarding on, bridged traffic filtered (where
+    NetworkPolicies and Services apply)."""
+    bridge, cidr = network.bridge, f"{network.node_ip}/{network.prefix_length}"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
+    subprocess.run(["ip", "addr", "add", cidr, "dev", bridge], check=True)
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
+    write_sysctl("net.ipv4.ip_forward", "1")
+    write_sysctl("net.bridge.bridge-nf-call-iptables", "1")

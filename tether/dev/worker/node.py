@@ -1,0 +1,207 @@
+"""WorkerNode: containerd + runc + CNI + kubelet, registered to a ControlPlane with TLS; with the
+kube-scheduler, kube-proxy, kube-router (NetworkPolicies) and cluster DNS a real node needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Self
+
+import kubernetes
+import yaml
+
+from tether.dev import pki
+from tether.dev.control_plane import ControlPlane, free_port, kubeconfig
+from tether.dev.processes import Service, http_ok, wait_until
+
+from . import dns, images
+from .configs import (
+    RUNTIME_CLASS,
+    NodeNetwork,
+    NodePaths,
+    cni_network,
+    containerd_config,
+    kube_proxy_config,
+    kube_router_args,
+    kubelet_config,
+    runsc_config,
+)
+from .host import kill_cgroup_members
+from .parts import CNI_BIN_DIR, NodeParts
+
+NODE_NAME = "tether-node"
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class WorkerNode:
+    """Runs on the network it is given (its bridge must exist); stopping ends every container.
+    Putting the host back is the owner's part (LocalCluster)."""
+
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        workdir: Path,
+        network: NodeNetwork,
+        name: str = NODE_NAME,
+    ) -> None:
+        self.control_plane = control_plane
+        self.parts = NodeParts.from_cache()
+        self.paths = NodePaths(workdir)
+        self.name = name
+        self.network = network
+        self.services: dict[str, Service] = {}
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        healthz = free_port()
+        self._files(kubelet_port=free_port(), healthz_port=healthz)
+        socket = self.paths.containerd_socket
+        self._run(
+            "containerd",
+            [str(self.parts.containerd), "--config", str(self.paths.root / "containerd.toml")],
+            lambda: socket.exists() and self.ctr("version").returncode == 0,
+            # the shims: containerd finds each runtime's by name on its PATH
+            env={
+                "PATH": f"{self.parts.containerd_shim_dir}:{self.parts.runsc.parent}:{SYSTEM_PATH}"
+            },
+        )
+        self.load_image(images.pause_image(self.parts))
+        admin = self.control_plane.kubeconfig
+        self._run(
+            "kube-scheduler",
+            [
+                str(self.parts.kube_scheduler),
+                f"--kubeconfig={admin}",
+                f"--authentication-kubeconfig={admin}",
+                f"--authorization-kubeconfig={admin}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+            ],
+            lambda: True,
+        )
+        self._run(
+            "kubelet",
+            [
+                str(self.parts.kubelet),
+                f"--config={self.paths.root / 'kubelet.yaml'}",
+                f"--kubeconfig={self.paths.root / 'kubelet.kubeconfig'}",
+                f"--root-dir={self.paths.kubelet_root}",
+                f"--hostname-override={self.name}",
+                f"--node-ip={self.network.node_ip}",
+            ],
+            lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"),
+        )
+        proxy_healthz = free_port()
+        proxy = kube_proxy_config(admin, self.name, self.network, proxy_healthz, free_port())
+        (self.paths.root / "kube-proxy.yaml").write_text(yaml.safe_dump(proxy))
+        self._run(
+            "kube-proxy",
+            [str(self.parts.kube_proxy), f"--config={self.paths.root / 'kube-proxy.yaml'}"],
+            lambda: http_ok(f"http://127.0.0.1:{proxy_healthz}/healthz"),
+        )
+        router_health = free_port()
+        self._run(
+            "kube-router",
+            [str(self.parts.kube_router), *kube_router_args(admin, self.name, router_health)],
+            lambda: http_ok(f"http://127.0.0.1:{router_health}/healthz"),
+        )
+        wait_until(f"node {self.name} Ready", self.ready, 60, self.services.values())
+        self.load_image(
+            images.scratch_image(
+                self.parts, dns.COREDNS_IMAGE, {"/coredns": self.parts.coredns}, ["/coredns"]
+            )
+        )
+        addons = {"apiVersion": "v1", "kind": "List", "items": [RUNTIME_CLASS, *dns.manifests()]}
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(addons))
+        self.kubectl(
+            "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=90s"
+        )
+
+    def _files(self, kubelet_port: int, healthz_port: int) -> None:
+        paths, cp = self.paths, self.control_plane
+        for folder in (paths.cni_conf_dir, paths.pki, paths.pod_logs):
+            folder.mkdir(parents=True, exist_ok=True)
+        ca = pki.KeyPair(
+            (cp.workdir / "pki" / "ca.crt").read_bytes(),
+            (cp.workdir / "pki" / "ca.key").read_bytes(),
+        )
+        certs = pki.node(ca, self.name, self.network.node_ip)
+        for name, data in {
+            "ca.crt": ca.cert,
+            "kubelet.crt": certs.serving.cert,
+            "kubelet.key": certs.serving.key,
+        }.items():
+            (paths.pki / name).write_bytes(data)
+            (paths.pki / name).chmod(0o600)
+        (paths.root / "kubelet.kubeconfig").write_text(
+            yaml.safe_dump(kubeconfig(cp.server, ca.cert, certs.client.cert, certs.client.key))
+        )
+        (paths.root / "containerd.toml").write_text(
+            containerd_config(paths, self.parts.runc, CNI_BIN_DIR)
+        )
+        (paths.root / "runsc.toml").write_text(runsc_config(paths, self.parts.runsc))
+        (paths.cni_conf_dir / "10-tether.conflist").write_text(
+            json.dumps(cni_network(self.network, paths), indent=2)
+        )
+        (paths.root / "resolv.conf").write_text("options ndots:1\n")
+        config = kubelet_config(
+            paths, self.network, kubelet_port, healthz_port, paths.pki / "ca.crt"
+        )
+        (paths.root / "kubelet.yaml").write_text(yaml.safe_dump(config))
+
+    def _run(self, name: str, argv: list[str], ready, env=None, timeout: float = 60) -> None:
+        service = Service(name, argv, self.paths.root / "logs" / f"{name}.log", ready, env=env)
+        self.services[name] = service
+        service.start()
+        wait_until(name, service.healthy, timeout, self.services.values())
+
+    # -- while it runs ---------------------------------------------------------------------------
+
+    def ctr(self, *args: str) -> subprocess.CompletedProcess:
+        argv = [str(self.parts.ctr), "--address", str(self.paths.containerd_socket), *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        cp = self.control_plane
+        argv = [str(cp.binaries.kubectl), f"--kubeconfig={cp.kubeconfig}", *args]
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def load_image(self, archive: Path) -> None:
+        images.import_image(self.parts, self.paths.containerd_socket, archive)
+
+    def ready(self) -> bool:
+        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
+        try:
+            node = core.read_node(self.name)
+        except kubernetes.client.ApiException:
+            return False
+        conditions = {c.type: c.status for c in node.status.conditions or []}
+        return conditions.get("Ready") == "True"
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the node's agents, end every container, then stop containerd."""
+        for name in ("kube-router", "kube-proxy", "kubelet", "kube-scheduler"):
+            if service := self.services.pop(name, None):
+                service.stop()
+        if (containerd := self.services.get("containerd")) and containerd.running:
+            for task in self.ctr("-n", "k8s.io", "tasks", "ls", "-q").stdout.split():
+                self.ctr("-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", "--all", task)
+                self.ctr("-n", "k8s.io", "tasks", "delete", "-f", task)
+        if containerd := self.services.pop("containerd", None):
+            containerd.stop()
+        kill_cgroup_members("kubepods")
+        subprocess.run(["pkill", "-KILL", "-f", str(self.parts.containerd_shim_dir)], check=False)
