@@ -4,14 +4,18 @@
 FROM python:3.11-slim AS app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone, so that a code change reuses this layer.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+ && pip install --prefix=/install -r requirements.txt
+COPY README.md ./
 COPY tether tether
 COPY operator operator
 COPY gateway gateway
 COPY sandbox sandbox
 # tether.dev (the local stack, its control plane and node, the demo, fake vendors) is for
 # development only: no image carries it.
-RUN pip install --prefix=/install . \
+RUN pip install --prefix=/install --no-deps . \
  && rm -rf /install/lib/python3.11/site-packages/tether/dev
 
 FROM python:3.11-slim AS service

@@ -89,11 +89,17 @@ IMAGE_TAG ?= 0.1.0
 KIND_CLUSTER ?= tether
 IMAGES := operator gateway sandbox
 
-## Build the operator, gateway and sandbox images.
+## Build the operator, gateway and sandbox images: with Docker where there is one; otherwise
+## with buildah (as root), into the local store the real node imports from (tether.local/...:dev),
+## against a debootstrap stand-in for python:3.11-slim when it cannot be pulled.
 images:
-	@for target in $(IMAGES); do \
-	  docker build --target $$target -t $(IMAGE_REGISTRY)/tether-$$target:$(IMAGE_TAG) . || exit 1; \
-	done
+	@if command -v docker >/dev/null 2>&1; then \
+	  for target in $(IMAGES); do \
+	    docker build --target $$target -t $(IMAGE_REGISTRY)/tether-$$target:$(IMAGE_TAG) . || exit 1; \
+	  done; \
+	else \
+	  $(MAKE) --no-print-directory venv node-parts && $(PY) -m tether.dev.worker.images; \
+	fi
 
 kind-up:
 	kind create cluster --name $(KIND_CLUSTER) --config deploy/kind-config.yaml

@@ -4,6 +4,7 @@ kube-scheduler, kube-proxy, kube-router (NetworkPolicies) and cluster DNS a real
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Self
@@ -179,7 +180,11 @@ class WorkerNode:
         return done.stdout
 
     def load_image(self, archive: Path) -> None:
-        images.import_image(self.parts, self.paths.containerd_socket, archive)
+        """Import an image archive into the node's containerd, then delete the archive."""
+        try:
+            images.import_image(self.parts, self.paths.containerd_socket, archive)
+        finally:
+            shutil.rmtree(archive.parent, ignore_errors=True)
 
     def ready(self) -> bool:
         core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
