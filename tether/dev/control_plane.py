@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import kubernetes
 import urllib3
@@ -23,7 +23,14 @@ from cryptography import x509
 from kubernetes.dynamic import DynamicClient
 
 from tether.dev import pki
-from tether.dev.processes import Service, StartupError, Supervisor, http_ok, wait_until
+from tether.dev.processes import (
+    Component,
+    Service,
+    StartupError,
+    Supervisor,
+    http_ok,
+    wait_until,
+)
 
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
 CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
@@ -103,7 +110,7 @@ def kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes, name: str = "tet
     }
 
 
-class ControlPlane:
+class ControlPlane(Component):
     """etcd, kube-apiserver and kube-controller-manager on free loopback ports.
 
     CRDs given to the constructor are installed before the controller manager starts, so its
@@ -133,14 +140,6 @@ class ControlPlane:
         self.kubeconfig = self.workdir / "kubeconfig"
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         d = self.workdir / "pki"
@@ -236,12 +235,6 @@ class ControlPlane:
         self.services.clear()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- clients --------------------------------------------------------------------------------
 

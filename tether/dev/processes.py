@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("tether.supervisor")
@@ -73,6 +74,31 @@ def tail(log: Path, lines: int = 30) -> str:
 # start, is broken rather than unlucky: start-up gives up on it (the supervisor never does).
 GIVE_UP_AFTER = 5
 STABLE_SECONDS = 30.0
+
+
+class Component:
+    """Something started whole or not at all: a start that fails stops what it had started.
+    Subclasses give `_start` and `stop` (which must be safe on a half-started component)."""
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 @dataclass(eq=False)

@@ -27,7 +27,14 @@ from redis.retry import Retry
 from tether.api import API_VERSION
 from tether.crds import CRD_DIR, ROOT
 from tether.dev.control_plane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
-from tether.dev.processes import Service, StartupError, Supervisor, http_ok, wait_until
+from tether.dev.processes import (
+    Component,
+    Service,
+    StartupError,
+    Supervisor,
+    http_ok,
+    wait_until,
+)
 
 SYSTEM_NAMESPACE = "tether-system"
 DEV_NODE = "tether-dev-node"
@@ -144,7 +151,7 @@ COMPONENTS = (
 )
 
 
-class DevStack:
+class DevStack(Component):
     """Control plane + Redis + dev node + operator + gateway, each a child process that dies with
     us. With `supervise=True`, a background supervisor restarts any of them that dies, at any
     moment (start-up included), on the same ports and data directories."""
@@ -195,14 +202,6 @@ class DevStack:
         """How many times the supervisor restarted each component."""
         counted = self.supervisor.restarts if self.supervisor else {}
         return {name: counted.get(name, 0) for name in self._components()}
-
-    def start(self) -> DevStack:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         if port_in_use(self.port):

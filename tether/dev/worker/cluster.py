@@ -8,17 +8,17 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from tether.dev.control_plane import ControlPlane
-from tether.dev.processes import Supervisor
+from tether.dev.processes import Component, Supervisor
 
 from .configs import NodeNetwork
 from .host import HostState, write_sysctl
 from .node import WorkerNode
 
 
-class LocalCluster:
+class LocalCluster(Component):
     def __init__(
         self,
         workdir: Path | None = None,
@@ -35,22 +35,17 @@ class LocalCluster:
         self.control_plane: ControlPlane | None = None
         self.node: WorkerNode | None = None
 
-    def start(self) -> Self:
+    def _start(self) -> None:
         self.host = HostState.observe()
-        try:
-            bridge_up(self.network)
-            self.control_plane = ControlPlane(
-                workdir=self.workdir / "control-plane",
-                crds=self.crds,
-                supervisor=self.supervisor,
-                address=self.network.node_ip,
-            ).start()
-            self.node = WorkerNode(self.control_plane, self.workdir / "node", self.network)
-            self.node.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        bridge_up(self.network)
+        self.control_plane = ControlPlane(
+            workdir=self.workdir / "control-plane",
+            crds=self.crds,
+            supervisor=self.supervisor,
+            address=self.network.node_ip,
+        ).start()
+        self.node = WorkerNode(self.control_plane, self.workdir / "node", self.network)
+        self.node.start()
 
     def stop(self) -> None:
         """Containers first, then the control plane, then everything the host had changed."""
@@ -65,12 +60,6 @@ class LocalCluster:
             self.host = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def bridge_up(network: NodeNetwork) -> None:

@@ -7,14 +7,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Self
 
 import kubernetes
 import yaml
 
 from tether.dev import pki
 from tether.dev.control_plane import ControlPlane, free_port, kubeconfig
-from tether.dev.processes import Service, http_ok, wait_until
+from tether.dev.processes import Component, Service, http_ok, wait_until
 
 from . import dns, images
 from .configs import (
@@ -35,7 +34,7 @@ NODE_NAME = "tether-node"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class WorkerNode:
+class WorkerNode(Component):
     """Runs on the network it is given (its bridge must exist); stopping ends every container.
     Putting the host back is the owner's part (LocalCluster)."""
 
@@ -52,14 +51,6 @@ class WorkerNode:
         self.name = name
         self.network = network
         self.services: dict[str, Service] = {}
-
-    def start(self) -> Self:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
     def _start(self) -> None:
         healthz = free_port()
