@@ -214,8 +214,12 @@ def test_an_ending_cut_short_by_a_crash_is_finished_once_after_a_restart(
         stack.start_operator()
     ended_name, midway_name = ended["metadata"]["name"], midway["metadata"]["name"]
     wait_for_status(http, midway_name, {"completed"})
+    # the status is written first, then announced: wait for both announcements
     deadline = time.monotonic() + 15
-    while completions(events, ended_name) == 0 and time.monotonic() < deadline:
+    while time.monotonic() < deadline and 0 in (
+        completions(events, ended_name),
+        completions(events, midway_name),
+    ):
         time.sleep(0.05)
     assert completions(events, ended_name) == 1
     assert completions(events, midway_name) == 1
