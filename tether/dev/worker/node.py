@@ -51,6 +51,7 @@ class WorkerNode(Component):
         self.name = name
         self.network = network
         self.services: dict[str, Service] = {}
+        self._core: kubernetes.client.CoreV1Api | None = None
 
     def _start(self) -> None:
         healthz = free_port()
@@ -178,9 +179,10 @@ class WorkerNode(Component):
             shutil.rmtree(archive.parent, ignore_errors=True)
 
     def ready(self) -> bool:
-        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
+        if self._core is None:
+            self._core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
         try:
-            node = core.read_node(self.name)
+            node = self._core.read_node(self.name)
         except kubernetes.client.ApiException:
             return False
         conditions = {c.type: c.status for c in node.status.conditions or []}
@@ -201,3 +203,6 @@ class WorkerNode(Component):
             containerd.stop()
         kill_cgroup_members("kubepods")
         subprocess.run(["pkill", "-KILL", "-f", str(self.parts.containerd_shim_dir)], check=False)
+        if self._core is not None:
+            self._core.api_client.close()
+            self._core = None
