@@ -3,7 +3,6 @@
 # into a version-keyed cache outside the repo. Idempotent: a second run finds the binaries and exits.
 set -euo pipefail
 
-HELM_VERSION="${HELM_VERSION:-3.21.4}"
 source "$(dirname "$0")/go-build.sh"
 K8S_BIN="$CACHE/kubernetes-v$K8S_VERSION/bin"
 HELM_BIN="$CACHE/helm-v$HELM_VERSION/bin"

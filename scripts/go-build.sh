@@ -1,7 +1,11 @@
 # Sourced by control-plane.sh and node.sh: Go builds from the Go module proxy into a cache.
 # shellcheck shell=bash
 
-K8S_VERSION="${K8S_VERSION:-1.34.4}"
+# The versions, from the one list; one already in the environment wins.
+while IFS='=' read -r name value; do
+  case "$name" in '' | '#'*) continue ;; esac
+  [ -n "${!name:-}" ] || export "$name=$value"
+done < "$(dirname "${BASH_SOURCE[0]}")/versions.env"
 CACHE="${TETHER_CACHE:-$HOME/.cache/tether}"
 export GOTOOLCHAIN=local
 

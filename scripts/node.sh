@@ -3,19 +3,10 @@
 # the repo, and installs the Debian ones: kubelet, kube-proxy and kube-scheduler; containerd 2
 # with its runc shim and ctr; gVisor's runsc; kube-router (the NetworkPolicy enforcer, firewall
 # only); CoreDNS; local-path-provisioner. From Debian: runc, the CNI plugins, iptables, ipset,
-# nftables, buildah, debootstrap, and busybox-static (for test images). Idempotent: a second run
-# finds everything and exits.
+# nftables, iproute2, procps, buildah, debootstrap, busybox-static (test images) and gcc (the
+# pause program). Idempotent: a second run finds everything and exits.
 set -euo pipefail
 source "$(dirname "$0")/go-build.sh"
-
-CONTAINERD_VERSION="${CONTAINERD_VERSION:-2.4.2}"
-# gVisor publishes no module tags: a pseudo-version of its Go branch, pinned.
-GVISOR_VERSION="${GVISOR_VERSION:-v0.0.0-20260905035102-160fafc42237}"
-# The only version the module proxy serves. Its known advisory (GHSA-phqm-jgc3-qf8g) is in the
-# service proxy, which Tether leaves off: firewall only (--run-router=false --run-service-proxy=false).
-KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-2.1.0}"
-COREDNS_VERSION="${COREDNS_VERSION:-1.15.0}"
-LOCAL_PATH_VERSION="${LOCAL_PATH_VERSION:-0.0.30}"
 
 NODE_TOOLS=(kubelet kube-proxy kube-scheduler)
 K8S_NODE_BIN="$CACHE/kubernetes-node-v$K8S_VERSION/bin"
@@ -82,7 +73,7 @@ cached "local-path-provisioner v$LOCAL_PATH_VERSION" \
   "$CACHE/local-path-provisioner-v$LOCAL_PATH_VERSION/bin" local-path-provisioner -- \
   "github.com/rancher/local-path-provisioner@v$LOCAL_PATH_VERSION"
 
-DEBIAN=(runc containernetworking-plugins iptables ipset nftables buildah debootstrap busybox-static)
+DEBIAN=(runc containernetworking-plugins iptables ipset nftables iproute2 procps buildah debootstrap busybox-static gcc libc6-dev)
 missing=()
 for p in "${DEBIAN[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

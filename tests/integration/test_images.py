@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-from tests.integration.test_real_node import kubectl
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
 
@@ -18,10 +17,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def node():
     with LocalCluster() as local:
-        images.stand_in_base(local.node.parts)
-        for target in images.TARGETS:
-            images.build(local.node.parts, target)
-            local.node.load_image(images.archive(local.node.parts, images.image_name(target)))
+        for name in images.build_all(local.node.parts):
+            local.node.load_image(images.archive(local.node.parts, name))
         yield local.node
 
 
@@ -51,14 +48,14 @@ def run_once(node, name: str, image: str, script: str, **spec) -> str:
         },
     }
     cp = node.control_plane
-    kubectl(cp, "apply", "-f", "-", stdin=json.dumps(pod))
+    cp.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     try:
-        kubectl(
-            cp, "wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{name}", "--timeout=90s"
+        cp.kubectl(
+            "wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{name}", "--timeout=90s"
         )
-        return kubectl(cp, "logs", name)
+        return cp.kubectl("logs", name)
     finally:
-        kubectl(cp, "delete", "pod", name, "--wait=false")
+        cp.kubectl("delete", "pod", name, "--wait=false")
 
 
 WHO_AND_WHAT = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 MANIFEST = """
@@ -18,28 +17,18 @@ spec:
 """
 
 
-def kubectl(control_plane, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        [str(control_plane.binaries.kubectl), f"--kubeconfig={control_plane.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-
 def test_an_applied_manifest_runs_to_completion_with_the_answer_in_status(stack, api_key):
     cp = stack.control_plane
-    assert "created" in kubectl(cp, "apply", "-f", "-", stdin=MANIFEST)
+    assert "created" in cp.kubectl("apply", "-f", "-", stdin=MANIFEST)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        obj = json.loads(kubectl(cp, "get", "ix", "from-kubectl", "-n", "tenant-a", "-o", "json"))
+        obj = json.loads(cp.kubectl("get", "ix", "from-kubectl", "-n", "tenant-a", "-o", "json"))
         if obj.get("status", {}).get("phase") == "completed":
             break
         time.sleep(0.1)
     assert obj["status"]["phase"] == "completed"
     assert obj["status"]["steps"][0]["content"][0]["text"] == "hello from kubectl"
-    table = kubectl(cp, "get", "ix", "from-kubectl", "-n", "tenant-a")
+    table = cp.kubectl("get", "ix", "from-kubectl", "-n", "tenant-a")
     header, row = table.splitlines()
     assert header.split() == ["NAME", "MODEL", "AGENT", "PHASE", "TOKENS", "AGE"]
     # AGENT is blank for a model interaction; 3 words in, 3 words out.
@@ -48,8 +37,7 @@ def test_an_applied_manifest_runs_to_completion_with_the_answer_in_status(stack,
 
 def test_an_applied_agent_interaction_runs_in_a_sandbox(stack, api_key):
     cp = stack.control_plane
-    kubectl(
-        cp,
+    cp.kubectl(
         "apply",
         "-f",
         "-",
@@ -57,7 +45,7 @@ def test_an_applied_agent_interaction_runs_in_a_sandbox(stack, api_key):
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        obj = json.loads(kubectl(cp, "get", "ix", "agent-run", "-n", "tenant-a", "-o", "json"))
+        obj = json.loads(cp.kubectl("get", "ix", "agent-run", "-n", "tenant-a", "-o", "json"))
         if obj.get("status", {}).get("phase") not in (None, "queued", "in_progress"):
             break
         time.sleep(0.1)

@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from tether.dev.control_plane import ControlPlane
+from tether.dev.control_plane import ControlPlane, KubectlError
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
 
@@ -35,13 +34,6 @@ def cluster():
             images.scratch_image(local.node.parts, BUSYBOX, busybox, ["/bin/busybox"])
         )
         yield local.control_plane, local.node
-
-
-def kubectl(control_plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
-    argv = [str(control_plane.binaries.kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
-    done = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def busybox_pod(name: str, script: str) -> dict:
@@ -100,10 +92,8 @@ def test_the_node_registers_with_tls_and_reports_its_runtime(cluster):
     assert status.node_info.kubelet_version == "v1.34.4"
     assert status.node_info.container_runtime_version.startswith("containerd://2.")
     # The API server reaches the kubelet over TLS with its client certificate (logs, exec)
-    assert (
-        kubectl(control_plane, "get", "--raw", f"/api/v1/nodes/{node.name}/proxy/healthz") == "ok"
-    )
-    assert "KubeletReady" in kubectl(control_plane, "describe", "node", node.name)
+    assert control_plane.kubectl("get", "--raw", f"/api/v1/nodes/{node.name}/proxy/healthz") == "ok"
+    assert "KubeletReady" in control_plane.kubectl("describe", "node", node.name)
 
 
 def test_the_kubelet_answers_no_one_without_a_certificate(cluster):
@@ -126,20 +116,20 @@ def test_a_pod_runs_in_a_container_on_the_node_with_logs_and_exec(cluster):
     pod = busybox_pod(
         "hello", "echo hello from $(/bin/busybox hostname); exec /bin/busybox sleep 3600"
     )
-    kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(pod))
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     try:
-        kubectl(control_plane, "wait", "--for=condition=Ready", "pod/hello", "--timeout=60s")
-        assert kubectl(control_plane, "logs", "hello") == "hello from hello\n"
-        cgroups = kubectl(
-            control_plane, "exec", "hello", "--", "/bin/busybox", "cat", "/proc/1/cgroup"
+        control_plane.kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=60s")
+        assert control_plane.kubectl("logs", "hello") == "hello from hello\n"
+        cgroups = control_plane.kubectl(
+            "exec", "hello", "--", "/bin/busybox", "cat", "/proc/1/cgroup"
         )
         assert "/kubepods/" in cgroups  # its own cgroup under the kubelet's, as runc put it
-        placed = json.loads(kubectl(control_plane, "get", "pod", "hello", "-o", "json"))
+        placed = json.loads(control_plane.kubectl("get", "pod", "hello", "-o", "json"))
         assert placed["spec"]["nodeName"] == node.name  # kube-scheduler bound it
         pod_ip = ipaddress.ip_address(placed["status"]["podIP"])
         assert pod_ip in ipaddress.ip_network(node.network.pod_cidr)
     finally:
-        kubectl(control_plane, "delete", "pod", "hello", "--wait=true", "--timeout=60s")
+        control_plane.kubectl("delete", "pod", "hello", "--wait=true", "--timeout=60s")
 
 
 def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
@@ -157,19 +147,19 @@ def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
     }
     client = busybox_pod("client", "exec /bin/busybox sleep 3600")
     for obj in (server, service, client):
-        kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(obj))
+        control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
     lookup = ["exec", "client", "--", "/bin/busybox", "nslookup", "web.default.svc.cluster.local"]
     try:
         for pod in ("web", "client"):
-            kubectl(control_plane, "wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+            control_plane.kubectl("wait", "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
         # cluster DNS (CoreDNS pods behind kube-dns) names the Service; kube-proxy routes it.
         # (busybox's nslookup and nc: its wget needs the NSS of its static glibc, which cannot
         # load in a bare image)
         cluster_ip = _get(control_plane, "service", "web")["spec"]["clusterIP"]
-        assert f"Address: {cluster_ip}" in kubectl(control_plane, *lookup)
-        assert "served-by-web" in kubectl(control_plane, *fetch(cluster_ip, 80))
+        assert f"Address: {cluster_ip}" in control_plane.kubectl(*lookup)
+        assert "served-by-web" in control_plane.kubectl(*fetch(cluster_ip, 80))
         policy = deny_egress("client", allow_dns=True)
-        kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(policy))
+        control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(policy))
         deadline = time.monotonic() + 30
         while _succeeds(control_plane, *fetch(cluster_ip, 80)):
             assert time.monotonic() < deadline, "the NetworkPolicy was never enforced"
@@ -177,15 +167,10 @@ def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
         # refused at the network, to the pod's own address too, while DNS is still allowed
         pod_ip = _get(control_plane, "pod", "web")["status"]["podIP"]
         assert not _succeeds(control_plane, *fetch(pod_ip, 8080))
-        assert f"Address: {cluster_ip}" in kubectl(control_plane, *lookup)
+        assert f"Address: {cluster_ip}" in control_plane.kubectl(*lookup)
     finally:
         for name in ("pod/web", "pod/client", "service/web", "networkpolicy/client-egress"):
-            _kubectl(control_plane, "delete", name, "--ignore-not-found", "--wait=false")
-
-
-def _kubectl(control_plane: ControlPlane, *args: str) -> subprocess.CompletedProcess:
-    argv = [str(control_plane.binaries.kubectl), f"--kubeconfig={control_plane.kubeconfig}"]
-    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=90)
+            ignore_failure(control_plane, "delete", name, "--ignore-not-found", "--wait=false")
 
 
 def fetch(ip: str, port: int) -> list[str]:
@@ -196,23 +181,32 @@ def fetch(ip: str, port: int) -> list[str]:
 
 
 def _get(control_plane: ControlPlane, kind: str, name: str) -> dict:
-    return json.loads(kubectl(control_plane, "get", kind, name, "-o", "json"))
+    return json.loads(control_plane.kubectl("get", kind, name, "-o", "json"))
+
+
+def ignore_failure(control_plane: ControlPlane, *args: str) -> None:
+    """Clean-up that may find nothing left to clean."""
+    _succeeds(control_plane, *args)
 
 
 def _succeeds(control_plane: ControlPlane, *args: str) -> bool:
-    return _kubectl(control_plane, *args).returncode == 0
+    try:
+        control_plane.kubectl(*args)
+    except KubectlError:
+        return False
+    return True
 
 
 def test_a_pod_of_runtime_class_gvisor_runs_on_its_own_kernel(cluster):
     control_plane, _ = cluster
     pod = busybox_pod("sandboxed", "exec /bin/busybox sleep 3600")
     pod["spec"]["runtimeClassName"] = "gvisor"
-    kubectl(control_plane, "apply", "-f", "-", stdin=json.dumps(pod))
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
     try:
-        kubectl(control_plane, "wait", "--for=condition=Ready", "pod/sandboxed", "--timeout=60s")
-        kernel_log = kubectl(control_plane, "exec", "sandboxed", "--", "/bin/busybox", "dmesg")
+        control_plane.kubectl("wait", "--for=condition=Ready", "pod/sandboxed", "--timeout=60s")
+        kernel_log = control_plane.kubectl("exec", "sandboxed", "--", "/bin/busybox", "dmesg")
         assert "Starting gVisor" in kernel_log
-        release = kubectl(control_plane, "exec", "sandboxed", "--", "/bin/busybox", "uname", "-r")
+        release = control_plane.kubectl("exec", "sandboxed", "--", "/bin/busybox", "uname", "-r")
         assert release.strip() != os.uname().release  # not the host's kernel
     finally:
-        _kubectl(control_plane, "delete", "pod", "sandboxed", "--wait=true", "--timeout=60s")
+        ignore_failure(control_plane, "delete", "pod", "sandboxed", "--wait=true", "--timeout=60s")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_real_node import BUSYBOX, busybox_pod, deny_egress, kubectl
-from tether.dev.control_plane import CACHE
+from tests.integration.test_real_node import BUSYBOX, busybox_pod, deny_egress
+from tether.dev.versions import CACHE
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
 from tether.dev.worker.host import HostState
@@ -42,12 +42,12 @@ def test_a_node_that_ran_pods_under_runc_and_gvisor_leaves_the_host_as_it_found_
         )
         sandboxed["spec"]["runtimeClassName"] = "gvisor"
         for obj in (pod, sandboxed):
-            kubectl(local.control_plane, "apply", "-f", "-", stdin=json.dumps(obj))
+            local.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
         for name in ("runs", "gvisor"):
-            kubectl(
-                local.control_plane, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s"
+            local.control_plane.kubectl(
+                "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s"
             )
-        kubectl(local.control_plane, "apply", "-f", "-", stdin=json.dumps(deny_egress("runs")))
+        local.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(deny_egress("runs")))
         deadline = time.monotonic() + 30
         while "ipsets" not in (changed := before.differences(HostState.observe())):
             assert time.monotonic() < deadline, "kube-router never enforced the policy"

@@ -31,18 +31,18 @@ from tether.dev.processes import (
     http_ok,
     wait_until,
 )
+from tether.dev.versions import CACHE, HELM_VERSION, K8S_VERSION
 
-K8S_VERSION = os.environ.get("K8S_VERSION", "1.34.4")
-CACHE = Path(os.environ.get("TETHER_CACHE", Path.home() / ".cache" / "tether"))
 FIELD_MANAGER = "tether"
-
-
-HELM_VERSION = os.environ.get("HELM_VERSION", "3.21.4")
 
 
 def helm_binary() -> Path:
     """The helm `make control-plane` built."""
     return CACHE / f"helm-v{HELM_VERSION}" / "bin" / "helm"
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message is what it said."""
 
 
 class ControlPlaneError(StartupError):
@@ -237,6 +237,14 @@ class ControlPlane(Component):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- clients --------------------------------------------------------------------------------
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
+        """kubectl against this control plane, as an admin; its output, or KubectlError."""
+        argv = [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
 
     def api_client(self) -> kubernetes.client.ApiClient:
         return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tether.dev.versions import COREDNS_VERSION
+
 from .configs import DNS_SERVICE_IP
-from .parts import COREDNS_VERSION
 
 COREDNS_IMAGE = f"tether.local/coredns:{COREDNS_VERSION}"
 LABELS = {"k8s-app": "kube-dns"}

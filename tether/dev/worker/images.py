@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from tether.dev.control_plane import CACHE
+from tether.dev.versions import CACHE
 
 from .configs import PAUSE_IMAGE
 from .parts import NodeParts
@@ -66,12 +67,6 @@ def archive(parts: NodeParts, name: str) -> Path:
     return path
 
 
-def import_image(parts: NodeParts, socket: Path, archive: Path) -> None:
-    """Into containerd's Kubernetes namespace, unpacked, where the kubelet finds it."""
-    argv = [str(parts.ctr), "--address", str(socket), "-n", "k8s.io", "images", "import"]
-    subprocess.run([*argv, str(archive)], capture_output=True, check=True)
-
-
 def pause_image(parts: NodeParts) -> Path:
     return scratch_image(parts, PAUSE_IMAGE, {"/pause": pause_binary()}, ["/pause"])
 
@@ -97,7 +92,7 @@ def stand_in_base(parts: NodeParts) -> None:
         return
     if not BASE_ROOTFS.exists():
         rootfs = BASE_ROOTFS.with_suffix(".tmp")
-        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+        shutil.rmtree(rootfs, ignore_errors=True)
         subprocess.run(
             [
                 "debootstrap",
@@ -151,11 +146,15 @@ def build(parts: NodeParts, target: str) -> str:
     return buildah(parts, "images", "--quiet", "--no-trunc", image_name(target))
 
 
-def main() -> None:
-    parts = NodeParts.from_cache()
+def build_all(parts: NodeParts) -> dict[str, str]:
+    """Every target of the Dockerfile, on the stand-in base if need be: image name -> id."""
     stand_in_base(parts)
-    for target in TARGETS:
-        print(f"{image_name(target)} {build(parts, target)}", flush=True)
+    return {image_name(target): build(parts, target) for target in TARGETS}
+
+
+def main() -> None:
+    for name, image_id in build_all(NodeParts.from_cache()).items():
+        print(name, image_id)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import yaml
 
 from tether.dev import pki
 from tether.dev.control_plane import ControlPlane, free_port, kubeconfig
-from tether.dev.processes import Component, Service, http_ok, wait_until
+from tether.dev.processes import Component, Service, StartupError, http_ok, wait_until
 
 from . import dns, images
 from .configs import (
@@ -54,8 +54,8 @@ class WorkerNode(Component):
         self._core: kubernetes.client.CoreV1Api | None = None
 
     def _start(self) -> None:
-        healthz = free_port()
-        self._files(kubelet_port=free_port(), healthz_port=healthz)
+        healthz, proxy_healthz = free_port(), free_port()
+        self._files(kubelet_port=free_port(), healthz_port=healthz, proxy_healthz=proxy_healthz)
         socket = self.paths.containerd_socket
         self._run(
             "containerd",
@@ -93,9 +93,6 @@ class WorkerNode(Component):
             ],
             lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"),
         )
-        proxy_healthz = free_port()
-        proxy = kube_proxy_config(admin, self.name, self.network, proxy_healthz, free_port())
-        (self.paths.root / "kube-proxy.yaml").write_text(yaml.safe_dump(proxy))
         self._run(
             "kube-proxy",
             [str(self.parts.kube_proxy), f"--config={self.paths.root / 'kube-proxy.yaml'}"],
@@ -114,12 +111,12 @@ class WorkerNode(Component):
             )
         )
         addons = {"apiVersion": "v1", "kind": "List", "items": [RUNTIME_CLASS, *dns.manifests()]}
-        self.kubectl("apply", "-f", "-", stdin=json.dumps(addons))
-        self.kubectl(
+        self.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(addons))
+        self.control_plane.kubectl(
             "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=90s"
         )
 
-    def _files(self, kubelet_port: int, healthz_port: int) -> None:
+    def _files(self, kubelet_port: int, healthz_port: int, proxy_healthz: int) -> None:
         paths, cp = self.paths, self.control_plane
         for folder in (paths.cni_conf_dir, paths.pki, paths.pod_logs):
             folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +147,10 @@ class WorkerNode(Component):
             paths, self.network, kubelet_port, healthz_port, paths.pki / "ca.crt"
         )
         (paths.root / "kubelet.yaml").write_text(yaml.safe_dump(config))
+        proxy = kube_proxy_config(
+            cp.kubeconfig, self.name, self.network, proxy_healthz, free_port()
+        )
+        (paths.root / "kube-proxy.yaml").write_text(yaml.safe_dump(proxy))
 
     def _run(self, name: str, argv: list[str], ready, env=None, timeout: float = 60) -> None:
         service = Service(name, argv, self.paths.root / "logs" / f"{name}.log", ready, env=env)
@@ -163,20 +164,15 @@ class WorkerNode(Component):
         argv = [str(self.parts.ctr), "--address", str(self.paths.containerd_socket), *args]
         return subprocess.run(argv, capture_output=True, text=True, check=False)
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        cp = self.control_plane
-        argv = [str(cp.binaries.kubectl), f"--kubeconfig={cp.kubeconfig}", *args]
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
-
     def load_image(self, archive: Path) -> None:
-        """Import an image archive into the node's containerd, then delete the archive."""
+        """Import an image archive into containerd's Kubernetes namespace, unpacked, where the
+        kubelet finds it; then delete the archive."""
         try:
-            images.import_image(self.parts, self.paths.containerd_socket, archive)
+            imported = self.ctr("-n", "k8s.io", "images", "import", str(archive))
         finally:
             shutil.rmtree(archive.parent, ignore_errors=True)
+        if imported.returncode != 0:
+            raise StartupError(f"could not import {archive.name}: {imported.stderr.strip()}")
 
     def ready(self) -> bool:
         if self._core is None:

@@ -7,13 +7,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.dev.control_plane import CACHE, K8S_VERSION
 from tether.dev.processes import StartupError
+from tether.dev.versions import (
+    CACHE,
+    CONTAINERD_VERSION,
+    COREDNS_VERSION,
+    GVISOR_VERSION,
+    K8S_VERSION,
+    KUBE_ROUTER_VERSION,
+)
 
-CONTAINERD_VERSION = os.environ.get("CONTAINERD_VERSION", "2.4.2")
-KUBE_ROUTER_VERSION = os.environ.get("KUBE_ROUTER_VERSION", "2.1.0")
-COREDNS_VERSION = os.environ.get("COREDNS_VERSION", "1.15.0")
-GVISOR_VERSION = os.environ.get("GVISOR_VERSION", "v0.0.0-20260905035102-160fafc42237")
 CNI_BIN_DIR = Path("/usr/lib/cni")
 
 
