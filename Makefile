@@ -66,12 +66,13 @@ fuzz: venv control-plane system-deps
 
 check: lint crds-check test
 
-## The whole stack in the background (control plane, Redis, operator, gateway); prints how to call it.
-up: venv control-plane system-deps
-	@$(PY) -m tether.dev.stack up
+## Tether as users run it, in the background: the chart, installed by helm onto a local control
+## plane and a real node, from images built here; prints how to call it. Needs root.
+up: venv control-plane node-parts
+	@$(PY) -m tether.dev.up up
 
 down: venv
-	@$(PY) -m tether.dev.stack down
+	@$(PY) -m tether.dev.up down
 
 ## The seed article's worked example against `make up`: an agent run in a sandbox pod
 ## fetches two pricing pages, parses them with Python, and writes prices.csv.

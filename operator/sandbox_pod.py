@@ -50,6 +50,9 @@ class Placement:
     """Images an environment may pick besides `image`."""
     max_limits: tuple[tuple[str, str], ...] = tuple(DEFAULT_MAX_LIMITS.items())
     """The most an environment may give the workspace container, per resource."""
+    named_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Host names whose addresses the platform knows (name, CIDRs): an allowlist naming one
+    opens them in the NetworkPolicy."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> Placement:
@@ -62,6 +65,9 @@ class Placement:
             runtime_class_name=policy.runtime_class_name,
             allowed_images=policy.allowed_images,
             max_limits=tuple(policy.max_limits.items()),
+            named_hosts=tuple(
+                (name, tuple(cidrs)) for name, cidrs in sorted(settings.sandbox_named_hosts.items())
+            ),
         )
 
     @property
@@ -239,9 +245,10 @@ def sandbox_network_policy(
 ) -> dict[str, Any]:
     """Deny everything in; out, only DNS, the gateway, and the agent's allowlist.
 
-    NetworkPolicy matches addresses, not names: allowlist entries that are IPs or CIDRs are
-    enforced here; host names are enforced by the workspace's fetch tool (a CNI with FQDN
-    policies, such as Cilium, can enforce them in the network too).
+    NetworkPolicy matches addresses, not names: allowlist entries that are IPs or CIDRs, and
+    the platform's named hosts, are enforced here; other host names are enforced by the
+    workspace's fetch tool (a CNI with FQDN policies, such as Cilium, can enforce them in the
+    network too).
     """
     name = child_name(interaction["metadata"]["uid"])
     egress: list[dict[str, Any]] = [
@@ -264,7 +271,7 @@ def sandbox_network_policy(
         },
     ]
     network = run.environment.network
-    blocks = [] if network in (None, "disabled") else _cidrs(network.domains())
+    blocks = [] if network in (None, "disabled") else _cidrs(network.domains(), place.named_hosts)
     if blocks:
         egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in blocks]})
     return {
@@ -280,11 +287,15 @@ def sandbox_network_policy(
     }
 
 
-def _cidrs(entries: list[str]) -> list[str]:
+def _cidrs(entries: list[str], named_hosts: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:
+    known = dict(named_hosts)
     found = []
     for entry in entries:
         if entry == "*":
             found.append("0.0.0.0/0")
+            continue
+        if entry in known:
+            found.extend(known[entry])
             continue
         try:
             found.append(str(ipaddress.ip_network(entry, strict=False)))

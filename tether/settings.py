@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     """The most CPU an environment may give its workspace container (its limit always holds)."""
     sandbox_max_memory: str = "4Gi"
     sandbox_max_ephemeral_storage: str = "4Gi"
+    sandbox_named_hosts: dict[str, list[str]] = {}
+    """Host names an allowlist may name whose addresses the platform knows (JSON: name -> CIDRs,
+    as the NetworkPolicy enforcer sees them); a sandbox's NetworkPolicy opens them for it."""
     sandbox_node_name: str | None = None
     """Bind sandboxes to this node (the dev node) instead of scheduling them."""
     sync_wait_seconds: float = 600

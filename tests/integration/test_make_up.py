@@ -1,59 +1,351 @@
-"""`make up` / `make down`: the whole stack in the background, and nothing left after."""
+"""`make up` / `make down`: the chart, installed by helm onto a local control plane and a real
+node, from images built here. The quickstart, the SDK e2e suite and `make demo` run against it;
+a sandbox is held to what it may reach and read; `make down` puts the host back, and the next
+`make up` finds the data again."""
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import sdk_client
-from tests.integration.test_control_plane import _alive
+from tests.integration.test_real_node_host import processes_from
+from tether.crds import ROOT
 from tether.dev.control_plane import free_port
+from tether.dev.up import HELM
+from tether.dev.versions import CACHE
+from tether.dev.worker.configs import HOST_ALIAS
+from tether.dev.worker.host import HostState
+
+pytestmark = pytest.mark.integration
 
 
-def devstack(state, *args: str, port: int) -> subprocess.CompletedProcess:
+def cli(state: Path, *args: str, port: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tether.dev.stack", *args, "--state", str(state)],
+        [sys.executable, "-m", "tether.dev.up", *args, "--state", str(state)],
         env={**os.environ, "TETHER_PORT": str(port)},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=1800,
     )
 
 
-def test_up_prints_how_to_call_it_and_down_leaves_nothing(tmp_path):
-    port = free_port()
-    up = devstack(tmp_path, "up", port=port)
-    assert up.returncode == 0, up.stdout + up.stderr
-    env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
-    assert set(env) == {"TETHER_URL", "TETHER_API_KEY", "TETHER_NAMESPACE", "KUBECONFIG"}
-    assert env["TETHER_URL"] == f"http://127.0.0.1:{port}"
-    assert f"TETHER_API_KEY={env['TETHER_API_KEY']}" in up.stdout
-    assert "genai.Client" in up.stdout
+def read_env(state: Path) -> dict[str, str]:
+    lines = (state / "env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines)
 
-    client = sdk_client(env["TETHER_URL"], env["TETHER_API_KEY"])
-    assert client.interactions.create(model="echo", input="hi from make up").output_text == (
+
+def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    """The kubectl `.tether/env` puts on PATH, on the KUBECONFIG it names."""
+    kubectl = env["PATH"].split(":")[0] + "/kubectl"
+    done = subprocess.run(
+        [kubectl, f"--kubeconfig={env['KUBECONFIG']}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+class Up:
+    def __init__(self, state: Path, port: int, first: subprocess.CompletedProcess) -> None:
+        self.state, self.port, self.first = state, port, first
+        self.env = read_env(state)
+        self.sdk = sdk_client(self.env["TETHER_URL"], self.env["TETHER_API_KEY"])
+        self.demo_id = ""
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return kubectl(self.env, *args, stdin=stdin)
+
+
+@pytest.fixture(scope="module")
+def before():
+    return HostState.observe(), processes_from(CACHE)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory, before):
+    state, port = tmp_path_factory.mktemp("up"), free_port()
+    first = cli(state, "up", port=port)
+    log = state / "logs" / "supervisor.log"
+    assert first.returncode == 0, first.stdout + first.stderr + log.read_text()[-3000:]
+    yield Up(state, port, first)
+    cli(state, "down", port=port)
+
+
+def test_up_runs_the_chart_from_images_built_here_and_prints_how_to_call_it(up):
+    assert set(up.env) == {
+        "TETHER_URL",
+        "TETHER_API_KEY",
+        "TETHER_NAMESPACE",
+        "KUBECONFIG",
+        "TETHER_HOST_ALIAS",
+        "PATH",
+    }
+    assert up.env["TETHER_URL"] == f"http://127.0.0.1:{up.port}"
+    assert f"TETHER_API_KEY={up.env['TETHER_API_KEY']}" in up.first.stdout
+    assert "genai.Client" in up.first.stdout
+    assert up.sdk.interactions.create(model="echo", input="hi from make up").output_text == (
         "hi from make up"
     )
-
-    again = devstack(tmp_path, "up", port=port)
+    pods = json.loads(up.kubectl("get", "pods", "-n", "tether-system", "-o", "json"))["items"]
+    images = {c["image"] for pod in pods for c in pod["spec"]["containers"]}
+    assert images == {
+        "tether.local/tether-operator:dev",
+        "tether.local/tether-gateway:dev",
+        "tether.local/redis:7",
+    }
+    assert all(pod["status"]["phase"] == "Running" for pod in pods)
+    releases = json.loads(
+        subprocess.run(
+            [
+                str(HELM),
+                f"--kubeconfig={up.env['KUBECONFIG']}",
+                "list",
+                "-n",
+                "tether-system",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert [(r["name"], r["status"]) for r in releases] == [("tether", "deployed")]
+    again = cli(up.state, "up", port=up.port)
     assert "already running" in again.stdout
-    supervisor = int((tmp_path / "supervisor.pid").read_text())
-    children = subprocess.run(
-        ["pgrep", "-P", str(supervisor)], capture_output=True, text=True
-    ).stdout.split()
-    # etcd, apiserver, controller manager, redis, dev node, operator, gateway
-    assert len(children) == 7
 
-    down = devstack(tmp_path, "down", port=port)
+
+def test_the_sdk_e2e_suite_passes_against_it(up):
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/e2e"],
+        env={
+            **os.environ,
+            "TETHER_E2E_URL": up.env["TETHER_URL"],
+            "TETHER_E2E_API_KEY": up.env["TETHER_API_KEY"],
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout
+
+
+def test_make_demo_runs_its_agent_under_gvisor_and_reaches_the_hosts_loopback(up):
+    done = subprocess.run(
+        [sys.executable, "-m", "tether.dev.demo", "--env", str(up.state / "env")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"pricing pages served at http://{HOST_ALIAS}:" in done.stdout
+    assert "globex,Enterprise,199.00" in done.stdout
+    up.demo_id = done.stdout.split("interaction ")[1].split(":")[0]
+
+
+# -- what a sandbox can reach and read ----------------------------------------------------------
+
+PROBE = """
+import json, os, pathlib, socket, subprocess
+targets = json.loads(pathlib.Path("targets.json").read_text())
+
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "connected"
+    except socket.timeout:
+        return "timed out"
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+
+def readable(path):
+    try:
+        return path.read_text(errors="replace")[:4000] if path.stat().st_size < 1_000_000 else ""
+    except OSError:
+        return ""
+
+environs = {p.parent.name: readable(p) for p in pathlib.Path("/proc").glob("[0-9]*/environ")}
+files = {}
+for top in ("/run", "/var/run", "/tmp", "/workspace", "/etc", "/root", "/home", "/var/lib"):
+    for path in pathlib.Path(top).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            files[str(path)] = readable(path)
+status = pathlib.Path("/proc/self/status").read_text()
+report = {
+    "reach": {name: reach(host, port) for name, (host, port) in targets.items()},
+    "uid": os.getuid(),
+    "cap_eff": [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0],
+    "kernel": os.uname().version,
+    "dmesg": subprocess.run(["dmesg"], capture_output=True, text=True).stdout[:3000],
+    "environ": dict(os.environ),
+    "process_environs": environs,
+    "mounts": pathlib.Path("/proc/self/mountinfo").read_text(),
+    "files": files,
+}
+pathlib.Path("report.json").write_text(json.dumps(report))
+print(json.dumps(report["reach"]))
+"""
+
+
+class Loopback(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def probe(up: Up, name: str, targets: dict[str, tuple[str, int]], allowlist: list[str]) -> dict:
+    """An agent run whose code probes `targets` and dumps what it can read; its report."""
+    model = {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": up.env["TETHER_NAMESPACE"]},
+        "spec": {
+            "provider": "scripted",
+            "responses": [
+                {
+                    "functionCalls": [
+                        {
+                            "name": "write_file",
+                            "arguments": {"path": "targets.json", "content": json.dumps(targets)},
+                        }
+                    ]
+                },
+                {
+                    "functionCalls": [
+                        {"name": "run_code", "arguments": {"language": "python", "code": PROBE}}
+                    ]
+                },
+                {"text": "probed"},
+            ],
+        },
+    }
+    up.kubectl("apply", "-f", "-", stdin=json.dumps(model))
+    done = up.sdk.interactions.create(
+        agent="eva",
+        input="probe the network",
+        agent_config={"type": "dynamic", "model": name, "max_steps": 5},
+        environment={
+            "type": "remote",
+            "network": {"allowlist": [{"domain": d} for d in allowlist]},
+        },
+    )
+    assert done.status == "completed", done
+    report = httpx.get(
+        f"{up.env['TETHER_URL']}/v1/interactions/{done.id}/files/report.json",
+        headers={"x-goog-api-key": up.env["TETHER_API_KEY"]},
+    )
+    assert report.status_code == 200, report.text
+    return {"interaction": done.id, **report.json()}
+
+
+def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loopback)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    loopback_port = server.server_address[1]
+    api = urllib.parse.urlsplit(
+        json.loads(up.kubectl("config", "view", "-o", "json"))["clusters"][0]["cluster"]["server"]
+    )
+    node = json.loads(up.kubectl("get", "node", "-o", "json"))["items"][0]
+    kubelet_port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    operator = "app.kubernetes.io/name=tether-operator"
+    operators = up.kubectl("get", "pods", "-n", "tether-system", "-l", operator, "-o", "json")
+    operator_ip = json.loads(operators)["items"][0]["status"]["podIP"]
+    targets = {
+        "redis": ("tether-redis.tether-system.svc.cluster.local", 6379),
+        "api server (Service)": ("kubernetes.default.svc.cluster.local", 443),
+        "api server (node)": (api.hostname, api.port),
+        "kubelet": (api.hostname, kubelet_port),
+        "operator metrics": (operator_ip, 9090),
+        "metadata address": ("169.254.169.254", 80),
+        "host loopback": (HOST_ALIAS, loopback_port),
+        "gateway": ("tether-gateway.tether-system.svc.cluster.local", 8080),
+    }
+    try:
+        closed = probe(up, "probe-closed", targets, allowlist=[])
+        opened = probe(
+            up, "probe-opened", {"host loopback": targets["host loopback"]}, [HOST_ALIAS]
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # Refused or timed out in the network: the probe is a raw socket, not the fetch tool.
+    blocked = {name: r for name, r in closed["reach"].items() if r != "connected"}
+    assert set(blocked) == set(targets) - {"gateway"}, closed["reach"]
+    assert opened["reach"] == {"host loopback": "connected"}
+
+    # Untrusted code runs under gVisor, as non-root, with no capabilities.
+    assert closed["kernel"] != os.uname().version
+    assert (closed["uid"], closed["cap_eff"]) == (1000, "0000000000000000")
+    pod_spec = json.loads(
+        up.kubectl("get", "pods", "-n", up.env["TETHER_NAMESPACE"], "-o", "json")
+    )["items"]
+    assert pod_spec == [] or {p["spec"].get("runtimeClassName") for p in pod_spec} == {"gvisor"}
+
+    # No token, no signing key, no service-account token anywhere it can read.
+    signing_key = base64.b64decode(
+        json.loads(
+            up.kubectl("get", "secret", "-n", "tether-system", "tether-run-token-key", "-o", "json")
+        )["data"]["key"]
+    ).decode()
+    readable = json.dumps(closed)
+    assert signing_key not in readable
+    assert "/var/run/tether" not in closed["mounts"]
+    assert "serviceaccount" not in closed["mounts"]
+    assert not [name for name in closed["environ"] if "TOKEN" in name or "KEY" in name]
+
+
+# -- make down, make up again --------------------------------------------------------------------
+
+
+def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
+    host, running = before
+    down = cli(up.state, "down", port=up.port)
     assert "Tether stopped." in down.stdout
-    assert not _alive(supervisor)
-    assert [pid for pid in map(int, children) if _alive(pid)] == []
+    assert host.differences(HostState.observe()) == {}
+    assert processes_from(CACHE) == running
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", up.port)) != 0
+
+    again = cli(up.state, "up", port=up.port)
+    assert again.returncode == 0, again.stderr
+    env = read_env(up.state)
+    assert env["TETHER_API_KEY"] == up.env["TETHER_API_KEY"]  # the same key
+    sdk = sdk_client(env["TETHER_URL"], env["TETHER_API_KEY"])
+    assert up.demo_id, "the demo ran"
+    kept = sdk.interactions.get(up.demo_id)
+    assert kept.status == "completed"
+    assert "Globex Enterprise" in kept.output_text
+    csv = httpx.get(
+        f"{env['TETHER_URL']}/v1/interactions/{up.demo_id}/files/prices.csv",
+        headers={"x-goog-api-key": env["TETHER_API_KEY"]},
+    )
+    assert "acme,Starter,9.00" in csv.text  # Redis's volume survived
+    events = list(sdk.interactions.get(up.demo_id, stream=True))
+    assert events[-1].event_type == "interaction.completed"
+
+    assert "Tether stopped." in cli(up.state, "down", port=up.port).stdout
+    assert host.differences(HostState.observe()) == {}
 
 
 class AnotherGateway(http.server.BaseHTTPRequestHandler):
@@ -81,7 +373,7 @@ def test_up_on_a_taken_port_says_so_in_one_line_and_starts_nothing(tmp_path, oth
         taken.listen()
         port, close = taken.getsockname()[1], taken.close
     try:
-        up = devstack(tmp_path, "up", port=port)
+        up = cli(tmp_path, "up", port=port)
     finally:
         close()
     assert up.returncode == 1
@@ -91,3 +383,7 @@ def test_up_on_a_taken_port_says_so_in_one_line_and_starts_nothing(tmp_path, oth
     ]
     assert not (tmp_path / "supervisor.pid").exists()
     assert not (tmp_path / "env").exists()
+
+
+def test_down_when_nothing_runs(tmp_path):
+    assert cli(tmp_path, "down", port=free_port()).stdout == "Tether is not running.\n"

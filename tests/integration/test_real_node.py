@@ -13,26 +13,22 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import kubernetes
 import pytest
 
 from tether.dev.control_plane import ControlPlane, KubectlError
-from tether.dev.worker import images
+from tether.dev.worker import storage
 from tether.dev.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
-BUSYBOX = "tether.local/busybox:1"
+BUSYBOX = storage.HELPER_IMAGE
+"""Every node holds it (local-path-provisioner's helper)."""
 
 
 @pytest.fixture(scope="module")
 def cluster():
     with LocalCluster() as local:
-        busybox = {"/bin/busybox": Path("/bin/busybox")}
-        local.node.load_image(
-            images.scratch_image(local.node.parts, BUSYBOX, busybox, ["/bin/busybox"])
-        )
         yield local.control_plane, local.node
 
 

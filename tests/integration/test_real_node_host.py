@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_real_node import BUSYBOX, busybox_pod, deny_egress
+from tests.integration.test_real_node import busybox_pod, deny_egress
 from tether.dev.versions import CACHE
-from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
 from tether.dev.worker.host import HostState
 
@@ -34,9 +33,6 @@ def processes_from(folder: Path) -> list[str]:
 def test_a_node_that_ran_pods_under_runc_and_gvisor_leaves_the_host_as_it_found_it():
     before, running = HostState.observe(), processes_from(CACHE)
     with LocalCluster() as local:
-        busybox = {"/bin/busybox": Path("/bin/busybox")}
-        node = local.node
-        node.load_image(images.scratch_image(node.parts, BUSYBOX, busybox, ["/bin/busybox"]))
         pod, sandboxed = (
             busybox_pod(n, "exec /bin/busybox sleep 3600") for n in ("runs", "gvisor")
         )

@@ -13,7 +13,7 @@ from tether.dev import demo
 def test_the_pricing_comparison_runs_in_the_background_and_leaves_a_csv(stack, client, api_key):
     with demo.pricing_pages() as base_url:
         stack.cluster.apply(demo.scripted_model("tenant-a", base_url))
-        result = demo.run(client, stack.url, api_key)
+        result = demo.run(client, stack.url, api_key, "127.0.0.1")
     assert result.status == "completed"
     assert result.events_before_cut >= 1 and result.events_after_resume >= 5
     rows = list(csv.DictReader(io.StringIO(result.csv)))

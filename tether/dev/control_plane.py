@@ -146,7 +146,17 @@ class ControlPlane(Component):
         loopback = ipaddress.ip_address(self.address).is_loopback
         certs = load_or_create_pki(d, self.address)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        # etcd holds every Secret in the clear: TLS both ways, and only a client the cluster CA
+        # signed (the API server) gets in, even from loopback.
+        etcd_url = f"https://127.0.0.1:{etcd_port}"
+        peer_url = f"https://127.0.0.1:{peer_port}"
+        etcd_tls = [f"--trusted-ca-file={d / 'ca.crt'}", "--client-cert-auth"]
+        etcd_tls += [f"--cert-file={d / 'apiserver.crt'}", f"--key-file={d / 'apiserver.key'}"]
+        etcd_tls += [f"--peer-trusted-ca-file={d / 'ca.crt'}", "--peer-client-cert-auth"]
+        etcd_tls += [f"--peer-cert-file={d / 'apiserver.crt'}"]
+        etcd_tls += [f"--peer-key-file={d / 'apiserver.key'}"]
+        etcd_client = ssl.create_default_context(cafile=str(d / "ca.crt"))
+        etcd_client.load_cert_chain(str(d / "kubelet-client.crt"), str(d / "kubelet-client.key"))
         self._run(
             "etcd",
             [
@@ -158,16 +168,17 @@ class ControlPlane(Component):
                 "--advertise-client-urls",
                 etcd_url,
                 "--listen-peer-urls",
-                f"http://127.0.0.1:{peer_port}",
+                peer_url,
                 "--initial-advertise-peer-urls",
-                f"http://127.0.0.1:{peer_port}",
+                peer_url,
                 "--initial-cluster",
-                f"default=http://127.0.0.1:{peer_port}",
+                f"default={peer_url}",
+                *etcd_tls,
                 "--unsafe-no-fsync",
                 "--log-level",
                 "warn",
             ],
-            lambda: http_ok(f"{etcd_url}/health"),
+            lambda: http_ok(f"{etcd_url}/health", etcd_client),
             30,
         )
 
@@ -179,6 +190,9 @@ class ControlPlane(Component):
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
+                f"--etcd-cafile={d / 'ca.crt'}",
+                f"--etcd-certfile={d / 'kubelet-client.crt'}",
+                f"--etcd-keyfile={d / 'kubelet-client.key'}",
                 f"--bind-address={self.address}",
                 f"--advertise-address={self.address}",
                 f"--secure-port={api_port}",
@@ -189,6 +203,8 @@ class ControlPlane(Component):
                 f"--service-account-key-file={d / 'sa.pub'}",
                 f"--service-account-signing-key-file={d / 'sa.key'}",
                 "--service-cluster-ip-range=10.0.0.0/24",
+                # `make up` serves the gateway on a NodePort at TETHER_PORT, which may be any port.
+                "--service-node-port-range=1024-65535",
                 "--authorization-mode=Node,RBAC",
                 # kubectl logs and exec: the API server calls kubelets as a client the CA signed.
                 f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",

@@ -78,8 +78,9 @@ def plan(base_url: str) -> list[dict]:
 
 
 @contextmanager
-def pricing_pages() -> Iterator[str]:
-    """The two competitors' pages, on loopback, for as long as the block runs."""
+def pricing_pages(host: str = "127.0.0.1") -> Iterator[str]:
+    """The two competitors' pages, on loopback, for as long as the block runs; their base URL
+    under the name sandboxes reach the host's loopback by (`host`)."""
     app = web.Application()
     for name, html in PAGES.items():
 
@@ -96,7 +97,7 @@ def pricing_pages() -> Iterator[str]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -122,14 +123,17 @@ class DemoRun:
     csv: str
 
 
-def run(client: genai.Client, gateway: str, api_key: str, model: str = "pricing-demo") -> DemoRun:
-    """Start the run in the background, stream it, cut the stream, resume it, get the CSV."""
+def run(
+    client: genai.Client, gateway: str, api_key: str, host: str, model: str = "pricing-demo"
+) -> DemoRun:
+    """Start the run in the background, stream it, cut the stream, resume it, get the CSV. The
+    pages' `host` is the one name on the run's network allowlist."""
     started = client.interactions.create(
         agent="eva",
         input="Compare our competitors' pricing: fetch their pricing pages, extract every plan "
         "and price with Python, and write them to prices.csv.",
         agent_config={"type": "dynamic", "model": model, "max_steps": 10},
-        environment={"type": "remote", "network": {"allowlist": [{"domain": "127.0.0.1"}]}},
+        environment={"type": "remote", "network": {"allowlist": [{"domain": host}]}},
         background=True,
     )
     stream = client.interactions.get(started.id, stream=True)
@@ -169,10 +173,11 @@ def main() -> int:
     client = genai.Client(
         api_key=env["TETHER_API_KEY"], http_options={"base_url": env["TETHER_URL"]}
     )
-    with pricing_pages() as base_url:
+    host = env.get("TETHER_HOST_ALIAS", "127.0.0.1")
+    with pricing_pages(host) as base_url:
         cluster.apply(scripted_model(env["TETHER_NAMESPACE"], base_url))
         print(f"pricing pages served at {base_url}; starting the agent run in the background ...")
-        result = run(client, env["TETHER_URL"], env["TETHER_API_KEY"])
+        result = run(client, env["TETHER_URL"], env["TETHER_API_KEY"], host)
     print(f"interaction {result.interaction_id}: {result.status}")
     print(
         f"streamed {result.events_before_cut} events, cut the stream, resumed and got "

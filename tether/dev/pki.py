@@ -80,7 +80,7 @@ def _leaf(ca_key, ca_name: x509.Name, subject: x509.Name, usage, sans=None) -> K
 
 def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> ClusterPki:
     """A CA, a serving cert for loopback and `address`, an admin client cert (system:masters),
-    the API server's kubelet client cert, an SA key pair."""
+    the API server's client cert (to the kubelets and etcd), an SA key pair."""
     ca_key = _key()
     ca_name = _name("tether-local-ca")
     ca_cert = (

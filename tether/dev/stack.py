@@ -1,10 +1,9 @@
-"""The whole stack on one machine, without Docker: a real control plane, Redis, the operator and
-the gateway as local processes. Tests drive `DevStack`; `make up`/`make down` drive the CLI."""
+"""The whole stack on one machine as local processes: a real control plane, Redis, the operator
+and the gateway, for the tests (fast to start, each component killable). `make up` runs the
+chart on a real node instead: tether.dev.up."""
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import re
 import secrets
@@ -68,20 +67,31 @@ def seed(name: str) -> list[dict[str, Any]]:
 
 def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
     """The built-in offline models, plus an openai-compatible one when OPENAI_BASE_URL is set."""
-    models = seed("models")
-    if base_url := environ.get("OPENAI_BASE_URL"):
-        model_id = resolve_model_id(environ)
-        spec: dict[str, Any] = {
-            "provider": "openai-compatible",
-            "endpoint": base_url,
-            "upstreamModel": environ.get("OPENAI_MODEL", "gpt-4o-mini"),
-        }
-        if resource_name(model_id) != model_id:
-            spec["aliases"] = [model_id]
-        if environ.get("OPENAI_API_KEY"):
-            spec["credentials"] = {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
-        models.append(_model(resource_name(model_id), spec))
-    return models
+    extra = openai_model(environ, SYSTEM_NAMESPACE)
+    return [*seed("models"), *([extra] if extra else [])]
+
+
+def openai_model(environ: dict[str, str], namespace: str) -> dict[str, Any] | None:
+    """The Model for OPENAI_BASE_URL (OPENAI_MODEL, OPENAI_API_KEY), if it is set."""
+    base_url = environ.get("OPENAI_BASE_URL")
+    if not base_url:
+        return None
+    model_id = resolve_model_id(environ)
+    spec: dict[str, Any] = {
+        "provider": "openai-compatible",
+        "endpoint": base_url,
+        "upstreamModel": environ.get("OPENAI_MODEL", "gpt-4o-mini"),
+    }
+    if resource_name(model_id) != model_id:
+        spec["aliases"] = [model_id]
+    if environ.get("OPENAI_API_KEY"):
+        spec["credentials"] = {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Model",
+        "metadata": {"name": resource_name(model_id), "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def default_agent(environ: dict[str, str]) -> dict[str, Any]:
@@ -94,15 +104,6 @@ def default_agent(environ: dict[str, str]) -> dict[str, Any]:
 
 def resolve_model_id(environ: dict[str, str]) -> str:
     return environ.get("OPENAI_MODEL", "openai")
-
-
-def _model(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Model",
-        "metadata": {"name": name, "namespace": SYSTEM_NAMESPACE},
-        "spec": spec,
-    }
 
 
 class Cluster:
@@ -122,6 +123,18 @@ class Cluster:
 
     def namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    def openai_credentials(self, environ: dict[str, str]) -> None:
+        """The Secret of OPENAI_API_KEY, if it is set, for the Model of openai_model()."""
+        if key := environ.get("OPENAI_API_KEY"):
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "openai-credentials", "namespace": SYSTEM_NAMESPACE},
+                    "stringData": {"api-key": key},
+                }
+            )
 
     def api_key(self, namespace: str, key: str) -> None:
         """An API key whose requests are confined to `namespace`."""
@@ -221,15 +234,7 @@ class DevStack(Component):
         self.cluster = Cluster(self.control_plane.api_client())
         self._start_redis()
         self.cluster.namespace(SYSTEM_NAMESPACE)
-        if key := self.environ.get("OPENAI_API_KEY"):
-            self.cluster.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "openai-credentials", "namespace": SYSTEM_NAMESPACE},
-                    "stringData": {"api-key": key},
-                }
-            )
+        self.cluster.openai_credentials(self.environ)
         for model in default_models(self.environ):
             self.cluster.apply(model)
         self.cluster.apply(default_agent(self.environ))
@@ -371,159 +376,3 @@ def _node_ready(core: kubernetes.client.CoreV1Api, name: str) -> bool:
     except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError):
         return False
     return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
-
-
-# -- make up / make down ------------------------------------------------------------------------
-
-
-def _pid_alive(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def serve(state: Path, port: int) -> None:
-    """The supervisor `make up` leaves running: starts the stack, restarts any component that
-    dies (start-up included), and stops everything on SIGTERM."""
-    # One line per restart (a warning) in .tether/logs/supervisor.log.
-    logging.basicConfig(format="%(asctime)s %(message)s", stream=sys.stdout)
-
-    def on_signal(*_: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stack = DevStack(state, port=port, supervise=True)
-    try:
-        stack.start()
-        key_file = state / "api-key"
-        key = key_file.read_text().strip() if key_file.exists() else new_api_key()
-        key_file.write_text(key)
-        key_file.chmod(0o600)
-        # Accepted by the gateway on our port: proof that what answers there is ours.
-        stack.add_tenant(DEFAULT_TENANT, key)
-        env = (
-            f"TETHER_URL={stack.url}\nTETHER_API_KEY={key}\nTETHER_NAMESPACE={DEFAULT_TENANT}\n"
-            f"KUBECONFIG={stack.control_plane.kubeconfig.resolve()}\n"
-        )
-        (state / "env").write_text(env)
-        while True:
-            time.sleep(60)
-    finally:
-        (state / "env").unlink(missing_ok=True)
-        stack.stop()
-
-
-def _port() -> int | None:
-    """TETHER_PORT (8080 by default), if it is a port number."""
-    value = os.environ.get("TETHER_PORT", "8080")
-    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
-
-
-def up(state: Path) -> int:
-    pidfile = state / "supervisor.pid"
-    if pid := _pid_alive(pidfile):
-        print(f"Tether is already running (supervisor pid {pid}).")
-        _print_how_to_call(state)
-        return 0
-    port = _port()
-    if port is None:
-        print(f"TETHER_PORT={os.environ['TETHER_PORT']} is not a port number.", file=sys.stderr)
-        return 2
-    if port_in_use(port):
-        print(
-            f"Port {port} is taken by another program; choose another: "
-            f"TETHER_PORT={port + 1 if port < 65535 else 8081} make up",
-            file=sys.stderr,
-        )
-        return 1
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "env").unlink(missing_ok=True)
-    log = state / "logs" / "supervisor.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        supervisor = subprocess.Popen(
-            [sys.executable, "-m", "tether.dev.stack", "serve", "--state", str(state)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    pidfile.write_text(str(supervisor.pid))
-    print("Starting Tether: control plane, Redis, dev node, operator, gateway ...", flush=True)
-    try:
-        wait_until("Tether", (state / "env").exists, 180, [("supervisor", supervisor, log)])
-    except StartupError as error:
-        print(error, file=sys.stderr)
-        pidfile.unlink(missing_ok=True)
-        return 1
-    _print_how_to_call(state)
-    return 0
-
-
-def down(state: Path) -> int:
-    pidfile = state / "supervisor.pid"
-    pid = _pid_alive(pidfile)
-    if pid is None:
-        print("Tether is not running.")
-        pidfile.unlink(missing_ok=True)
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _pid_alive(pidfile):
-        time.sleep(0.2)
-    if _pid_alive(pidfile):
-        os.kill(pid, signal.SIGKILL)  # its children die with it (PR_SET_PDEATHSIG)
-    pidfile.unlink(missing_ok=True)
-    print("Tether stopped.")
-    return 0
-
-
-HOW_TO_CALL = """
-(written to {env_file}; logs in {logs})
-
-Call it with the google-genai SDK:
-
-  set -a; . {env_file}; set +a
-  .venv/bin/python -c 'import os; from google import genai
-  c = genai.Client(api_key=os.environ["TETHER_API_KEY"],
-                   http_options={{"base_url": os.environ["TETHER_URL"]}})
-  print(c.interactions.create(model="echo", input="hello tether").output_text)'
-
-or with curl:
-
-  curl -s $TETHER_URL/v1/interactions -H "x-goog-api-key: $TETHER_API_KEY" \\
-       -H 'content-type: application/json' -d '{{"model": "echo", "input": "hello"}}'
-
-and watch it with kubectl:
-
-  kubectl get interactions -n $TETHER_NAMESPACE
-
-Stop it with: make down
-"""
-
-
-def _print_how_to_call(state: Path) -> None:
-    print((state / "env").read_text(), end="")
-    print(HOW_TO_CALL.format(env_file=state / "env", logs=state / "logs"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tether.dev.stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "serve"])
-    parser.add_argument("--state", type=Path, default=STATE_DIR)
-    args = parser.parse_args(argv)
-    state = args.state.resolve()
-    if args.command == "serve":
-        serve(state, _port() or 8080)
-        return 0
-    return up(state) if args.command == "up" else down(state)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 
 {{- define "tether.redisUrl" -}}
 {{- if .Values.redis.bundled -}}
-redis://{{ .Release.Name }}-redis.{{ .Release.Namespace }}.svc:6379/0
+redis://:$(TETHER_REDIS_PASSWORD)@{{ .Release.Name }}-redis.{{ .Release.Namespace }}.svc:6379/0
 {{- else -}}
 {{ required "redis.url is required when redis.bundled is false" .Values.redis.url }}
 {{- end }}
@@ -36,6 +36,13 @@ securityContext:
 {{- end }}
 
 {{- define "tether.env" -}}
+{{- if .Values.redis.bundled }}
+- name: TETHER_REDIS_PASSWORD  # expanded into TETHER_REDIS_URL below
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Release.Name }}-redis
+      key: password
+{{- end }}
 - name: TETHER_SYSTEM_NAMESPACE
   value: {{ .Release.Namespace }}
 - name: TETHER_REDIS_URL
@@ -53,5 +60,9 @@ securityContext:
 {{- with .Values.sandbox.runtimeClassName }}
 - name: TETHER_SANDBOX_RUNTIME_CLASS_NAME
   value: {{ . }}
+{{- end }}
+{{- with .Values.sandbox.namedHosts }}
+- name: TETHER_SANDBOX_NAMED_HOSTS
+  value: {{ toJson . | quote }}
 {{- end }}
 {{- end }}

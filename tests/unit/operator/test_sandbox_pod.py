@@ -172,6 +172,21 @@ def test_an_allowlist_opens_its_addresses_and_nothing_else():
     assert len(default["egress"]) == 2
 
 
+def test_a_named_host_opens_the_addresses_the_platform_gives_it_only_when_allowlisted(
+    monkeypatch,
+):
+    from tether.settings import Settings
+
+    monkeypatch.setenv("TETHER_SANDBOX_NAMED_HOSTS", '{"host.tether.internal": ["127.0.0.1/32"]}')
+    place = Placement.from_settings(Settings())
+    named = sandbox_network_policy(
+        IX, run(network={"allowlist": ["host.tether.internal", "example.com"]}), place
+    )["spec"]
+    assert named["egress"][2] == {"to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}]}
+    other = sandbox_network_policy(IX, run(network={"allowlist": ["example.com"]}), place)
+    assert len(other["spec"]["egress"]) == 2
+
+
 def test_builders_do_not_share_state_between_calls():
     first = sandbox_pod(IX, run(), PLACE)
     snapshot = copy.deepcopy(first)

@@ -71,3 +71,32 @@ def bridge_up(network: NodeNetwork) -> None:
     subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
     write_sysctl("net.ipv4.ip_forward", "1")
     write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
+    host_alias_up(network)
+
+
+def host_alias_up(network: NodeNetwork) -> None:
+    """HOST_ALIAS: a pod's TCP connection to its address goes to the same port on the host's
+    loopback, where a developer's servers listen (a model server, the demo's pages). Sandboxes
+    get there only when their allowlist names HOST_ALIAS: their NetworkPolicy is built for it."""
+    write_sysctl(f"net.ipv4.conf.{network.bridge}.route_localnet", "1")
+    subprocess.run(
+        [
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-i",
+            network.bridge,
+            "-d",
+            network.host_alias_ip,
+            "-p",
+            "tcp",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )

@@ -11,6 +11,8 @@ PAUSE_IMAGE = "tether.local/pause:1"
 DNS_SERVICE_IP = "10.0.0.10"
 """The `kube-dns` Service's address, in the control plane's service range (10.0.0.0/24)."""
 SERVICE_CIDR = "10.0.0.0/24"
+HOST_ALIAS = "host.tether.internal"
+"""The host's loopback, as pods see it (as `host.docker.internal` is for Docker users)."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class NodeNetwork:
 
     bridge: str = "tether0"
     pod_cidr: str = "10.244.0.0/24"
+    host_alias_ip: str = "10.244.255.254"
+    """HOST_ALIAS's address: on no device; the host turns packets to it into packets to its own
+    loopback (same port). Outside the pods' subnet, so it reaches the host by their route."""
 
     @property
     def node_ip(self) -> str:
@@ -66,6 +71,16 @@ class NodePaths:
     @property
     def pki(self) -> Path:
         return self.root / "pki"
+
+    @property
+    def volumes(self) -> Path:
+        """Where PersistentVolumes live (local-path-provisioner), kept across restarts."""
+        return self.root / "volumes"
+
+    @property
+    def imported(self) -> Path:
+        """Which image each name stands for in containerd: only a changed image is imported."""
+        return self.root / "containerd" / "imported.json"
 
 
 def containerd_config(paths: NodePaths, runc: Path, cni_bin_dir: Path) -> str:

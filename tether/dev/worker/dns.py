@@ -6,26 +6,32 @@ from typing import Any
 
 from tether.dev.versions import COREDNS_VERSION
 
-from .configs import DNS_SERVICE_IP
+from .configs import DNS_SERVICE_IP, HOST_ALIAS
 
 COREDNS_IMAGE = f"tether.local/coredns:{COREDNS_VERSION}"
 LABELS = {"k8s-app": "kube-dns"}
 
-# Cluster names only: there is no `forward`, so a name outside the cluster is refused, and
-# nothing in a pod learns an outside address from here.
-COREFILE = """.:53 {
+
+def corefile(host_alias_ip: str) -> str:
+    """Cluster names and HOST_ALIAS only: there is no `forward`, so a name outside the cluster is
+    refused, and nothing in a pod learns an outside address from here."""
+    return f""".:53 {{
     errors
     health :8080
     ready :8181
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
+    hosts {{
+        {host_alias_ip} {HOST_ALIAS}
+        fallthrough
+    }}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
-    }
-}
+    }}
+}}
 """
 
 
-def manifests() -> list[dict[str, Any]]:
+def manifests(host_alias_ip: str) -> list[dict[str, Any]]:
     meta = {"name": "coredns", "namespace": "kube-system"}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
@@ -57,7 +63,12 @@ def manifests() -> list[dict[str, Any]]:
             },
             "subjects": [{"kind": "ServiceAccount", **meta}],
         },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"Corefile": COREFILE}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta,
+            "data": {"Corefile": corefile(host_alias_ip)},
+        },
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from tether.dev.versions import CACHE
 
-from .configs import PAUSE_IMAGE
 from .parts import NodeParts
 
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
@@ -67,8 +66,12 @@ def archive(parts: NodeParts, name: str) -> Path:
     return path
 
 
-def pause_image(parts: NodeParts) -> Path:
-    return scratch_image(parts, PAUSE_IMAGE, {"/pause": pause_binary()}, ["/pause"])
+def files_digest(files: Mapping[str, Path], entrypoint: list[str]) -> str:
+    """What a scratch image holds, as one digest: its files' paths and bytes, its entrypoint."""
+    digest = hashlib.sha256(json.dumps(entrypoint).encode())
+    for target, source in sorted(files.items()):
+        digest.update(target.encode() + b"\0" + hashlib.sha256(source.read_bytes()).digest())
+    return f"sha256:{digest.hexdigest()}"
 
 
 # -- the project's own images, from its Dockerfile ---------------------------------------------
@@ -125,8 +128,8 @@ def stand_in_base(parts: NodeParts) -> None:
         buildah(parts, "rm", container)
 
 
-def build(parts: NodeParts, target: str) -> str:
-    """One target of the Dockerfile, as users build it with Docker; returns the image id."""
+def build(parts: NodeParts, name: str, file: Path, target: str | None = None) -> str:
+    """An image from a Dockerfile, as users build it with Docker; returns the image id."""
     buildah(
         parts,
         "build",
@@ -135,21 +138,32 @@ def build(parts: NodeParts, target: str) -> str:
         "--network=host",  # no CNI network of buildah's own on the host
         "--isolation=chroot",
         "--runtime=runc",  # crun cannot run on these VMs' hybrid cgroups
-        "--target",
-        target,
+        *(["--target", target] if target else []),
         "--tag",
-        image_name(target),
+        name,
         "--file",
-        str(ROOT / "Dockerfile"),
+        str(file),
         str(ROOT),
     )
-    return buildah(parts, "images", "--quiet", "--no-trunc", image_name(target))
+    return buildah(parts, "images", "--quiet", "--no-trunc", name)
 
 
 def build_all(parts: NodeParts) -> dict[str, str]:
     """Every target of the Dockerfile, on the stand-in base if need be: image name -> id."""
     stand_in_base(parts)
-    return {image_name(target): build(parts, target) for target in TARGETS}
+    return {
+        image_name(target): build(parts, image_name(target), ROOT / "Dockerfile", target)
+        for target in TARGETS
+    }
+
+
+REDIS_IMAGE = "tether.local/redis:7"
+"""What stands in for the chart's `redis:7.4-alpine` here: Debian's Redis 7."""
+
+
+def build_redis(parts: NodeParts) -> str:
+    stand_in_base(parts)
+    return build(parts, REDIS_IMAGE, Path(__file__).with_name("redis.Dockerfile"))
 
 
 def main() -> None:

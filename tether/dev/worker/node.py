@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import kubernetes
@@ -15,8 +16,9 @@ from tether.dev import pki
 from tether.dev.control_plane import ControlPlane, free_port, kubeconfig
 from tether.dev.processes import Component, Service, StartupError, http_ok, wait_until
 
-from . import dns, images
+from . import dns, images, storage
 from .configs import (
+    PAUSE_IMAGE,
     RUNTIME_CLASS,
     NodeNetwork,
     NodePaths,
@@ -66,7 +68,7 @@ class WorkerNode(Component):
                 "PATH": f"{self.parts.containerd_shim_dir}:{self.parts.runsc.parent}:{SYSTEM_PATH}"
             },
         )
-        self.load_image(images.pause_image(self.parts))
+        self.provide_scratch(PAUSE_IMAGE, {"/pause": images.pause_binary()}, ["/pause"])
         admin = self.control_plane.kubeconfig
         self._run(
             "kube-scheduler",
@@ -105,16 +107,37 @@ class WorkerNode(Component):
             lambda: http_ok(f"http://127.0.0.1:{router_health}/healthz"),
         )
         wait_until(f"node {self.name} Ready", self.ready, 60, self.services.values())
-        self.load_image(
-            images.scratch_image(
-                self.parts, dns.COREDNS_IMAGE, {"/coredns": self.parts.coredns}, ["/coredns"]
-            )
+        self.provide_scratch(dns.COREDNS_IMAGE, {"/coredns": self.parts.coredns}, ["/coredns"])
+        self.provide_scratch(
+            storage.PROVISIONER_IMAGE,
+            {"/local-path-provisioner": self.parts.local_path_provisioner},
+            ["/local-path-provisioner"],
         )
-        addons = {"apiVersion": "v1", "kind": "List", "items": [RUNTIME_CLASS, *dns.manifests()]}
-        self.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(addons))
+        self.provide_scratch(
+            storage.HELPER_IMAGE,
+            {f"/bin/{command}": self.parts.busybox for command in storage.HELPER_COMMANDS},
+            ["/bin/sh"],
+        )
+        addons = [
+            RUNTIME_CLASS,
+            *dns.manifests(self.network.host_alias_ip),
+            *storage.manifests(self.paths.volumes),
+        ]
         self.control_plane.kubectl(
-            "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=90s"
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": addons}),
         )
+        for namespace, deployment in (
+            ("kube-system", "coredns"),
+            (storage.NAMESPACE, "local-path-provisioner"),
+        ):
+            self.control_plane.kubectl(
+                "-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=90s"
+            )
 
     def _files(self, kubelet_port: int, healthz_port: int, proxy_healthz: int) -> None:
         paths, cp = self.paths, self.control_plane
@@ -163,6 +186,26 @@ class WorkerNode(Component):
     def ctr(self, *args: str) -> subprocess.CompletedProcess:
         argv = [str(self.parts.ctr), "--address", str(self.paths.containerd_socket), *args]
         return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    def provide(self, name: str, version: str, archive: Callable[[], Path]) -> bool:
+        """Import image `name` from `archive()` unless containerd holds this `version` of it (an
+        image id, or a digest of its files) already; whether it imported."""
+        record = json.loads(self.paths.imported.read_text()) if self.paths.imported.exists() else {}
+        held = self.ctr("-n", "k8s.io", "images", "ls", "--quiet", f"name=={name}").stdout.strip()
+        if record.get(name) == version and held:
+            return False
+        self.load_image(archive())
+        record[name] = version
+        self.paths.imported.write_text(json.dumps(record, indent=2, sort_keys=True))
+        return True
+
+    def provide_scratch(self, name: str, files: dict[str, Path], entrypoint: list[str]) -> bool:
+        """An image FROM scratch of `files` (path in the image -> host file), imported once."""
+        return self.provide(
+            name,
+            images.files_digest(files, entrypoint),
+            lambda: images.scratch_image(self.parts, name, files, entrypoint),
+        )
 
     def load_image(self, archive: Path) -> None:
         """Import an image archive into containerd's Kubernetes namespace, unpacked, where the

@@ -15,6 +15,7 @@ from tether.dev.versions import (
     GVISOR_VERSION,
     K8S_VERSION,
     KUBE_ROUTER_VERSION,
+    LOCAL_PATH_VERSION,
 )
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
@@ -27,6 +28,8 @@ class NodeParts:
     kube_scheduler: Path
     kube_router: Path
     coredns: Path
+    local_path_provisioner: Path
+    busybox: Path
     containerd: Path
     containerd_shim_dir: Path
     ctr: Path
@@ -46,6 +49,11 @@ class NodeParts:
             kube_scheduler=kubernetes / "kube-scheduler",
             kube_router=CACHE / f"kube-router-v{KUBE_ROUTER_VERSION}" / "bin" / "kube-router",
             coredns=CACHE / f"coredns-v{COREDNS_VERSION}" / "bin" / "coredns",
+            local_path_provisioner=CACHE
+            / f"local-path-provisioner-v{LOCAL_PATH_VERSION}"
+            / "bin"
+            / "local-path-provisioner",
+            busybox=Path("/bin/busybox"),
             containerd=containerd / "containerd",
             containerd_shim_dir=containerd,
             ctr=containerd / "ctr",
