@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
-.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo bench images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo bench bench-sandbox images kind-up kind-deploy kind-e2e
 
 venv: $(STAMP)
 
@@ -82,6 +82,11 @@ demo: venv
 ## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
 bench: venv control-plane system-deps
 	$(PY) bench/overhead.py
+
+## make up's start, cold and warm, and agent-run start latency on the real node under runc
+## and gVisor; writes its section of BENCHMARKS.md. Needs root, and no `make up` running.
+bench-sandbox: venv control-plane node-parts
+	$(PY) bench/sandbox_start.py
 
 # -- Real clusters, for users with Docker (not exercised by CI: these machines have no Docker) --
 

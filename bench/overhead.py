@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from report import write_section  # bench/, the script's folder
 
 from tether.dev.control_plane import free_port
 from tether.dev.processes import spawn, stop, wait_until
@@ -235,7 +236,7 @@ def main() -> int:
     )
     text = report(run(args.requests, args.warmup), args.requests, command)
     print(text)
-    args.out.write_text("# Benchmarks\n\n" + text)
+    write_section(args.out, text)
     return 0
 
 

@@ -1,12 +1,16 @@
-"""The gateway application: the public API for tenants, the internal API for sandboxes.
+"""The gateway: the public API for tenants on one port, the internal API for sandboxes on another.
 
-    /v1/…, /v1beta/…   public_api(): an API key names the tenant (auth.tenant_middleware)
-    /internal/v1/…     internal.internal_api(): a run token names the run
-    /healthz, /metrics, /openapi.json: for anyone
+    public port (TETHER_PORT), create_app():
+        /v1/…, /v1beta/…   public_api(): an API key names the tenant (auth.tenant_middleware)
+        /healthz, /metrics, /openapi.json: for anyone
+    internal port (TETHER_INTERNAL_PORT), create_internal_app():
+        /internal/v1/…     internal.internal_api(): a run token names the run
+        /healthz
 
-Each API is a sub-application with its own gate, so no route is public or internal by where
-its path happens to start. `create_app(settings)` makes its connections at startup;
-`create_app(state=...)` serves the connections it is given.
+Each API is a sub-application with its own gate, and each port serves one API only: a
+sandbox's NetworkPolicy opens the internal port and nothing else of the gateway.
+`create_app(settings)` makes its connections at startup; `create_app(state=...)` serves the
+connections it is given. The internal app shares the public app's connections.
 """
 
 from __future__ import annotations
@@ -98,8 +102,29 @@ def create_app(settings: Settings | None = None, *, state: State | None = None) 
         app[STATE] = state
     for prefix in PREFIXES:
         app.add_subapp(prefix, public_api())
-    app.add_subapp("/internal/v1", internal.internal_api())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+def create_internal_app(public: web.Application) -> web.Application:
+    """The internal port's application, on the connections of `public` (start that first)."""
+    settings = public[SETTINGS]
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[MAX_BODY_BYTES] = settings.max_body_bytes
+    if STATE in public:
+        app[STATE] = public[STATE]
+    else:
+
+        async def share(_: web.Application) -> None:
+            app[STATE] = public[STATE]
+
+        app.on_startup.append(share)
+    app.add_subapp("/internal/v1", internal.internal_api())
+    app.router.add_get("/healthz", healthz)
     return app

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import ipaddress
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,8 @@ class Placement:
     gateway_url: str
     gateway_namespace: str = "tether-system"
     gateway_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-gateway"),)
-    gateway_port: int = 8080
+    gateway_port: int = 8081
+    """The gateway's internal port: the only one of it a sandbox reaches."""
     node_name: str | None = None
     """Bind straight to this node (the dev node), bypassing the scheduler."""
     runtime_class_name: str | None = None
@@ -61,6 +63,7 @@ class Placement:
             image=policy.image,
             gateway_url=settings.gateway_url,
             gateway_namespace=settings.system_namespace,
+            gateway_port=urllib.parse.urlsplit(settings.gateway_url).port or 80,
             node_name=settings.sandbox_node_name,
             runtime_class_name=policy.runtime_class_name,
             allowed_images=policy.allowed_images,

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    """The gateway's public API."""
+    internal_port: int = 8081
+    """The gateway's internal API (/internal/v1), the only port of it a sandbox may reach."""
     metrics_port: int = 0
     """The operator's /metrics port (0: a free one). The gateway serves /metrics itself."""
     max_body_bytes: int = 1024 * 1024
@@ -41,8 +44,9 @@ class Settings(BaseSettings):
     """Signs the sandboxes' run tokens; shared by the operator and the gateway. Agent runs
     need it; model interactions do not."""
     sandbox_image: str = "ghcr.io/tether-dev/sandbox:0.1.0"
-    gateway_url: str = "http://tether-gateway.tether-system:8080"
-    """How sandboxes reach the gateway (its in-cluster Service)."""
+    gateway_url: str = "http://tether-gateway-internal.tether-system:8081"
+    """How sandboxes reach the gateway's internal API (its in-cluster Service); its port is the
+    one their NetworkPolicies open."""
     sandbox_runtime_class_name: str | None = None
     """The RuntimeClass (gvisor, kata, ...) of every sandbox. When set, no request or Agent may
     change it; when unset, an environment may name one."""

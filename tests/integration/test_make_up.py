@@ -9,10 +9,12 @@ import base64
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -21,12 +23,15 @@ import pytest
 
 from tests.conftest import sdk_client
 from tests.integration.test_real_node_host import processes_from
+from tests.integration.test_sdk_interactions import wait_until_ended
 from tether.crds import ROOT
 from tether.dev.control_plane import free_port
+from tether.dev.stack import accepts
 from tether.dev.up import HELM
 from tether.dev.versions import CACHE
 from tether.dev.worker.configs import HOST_ALIAS
 from tether.dev.worker.host import HostState
+from tether.dev.worker.parts import NodeParts
 
 pytestmark = pytest.mark.integration
 
@@ -278,7 +283,8 @@ def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up)
         "operator metrics": (operator_ip, 9090),
         "metadata address": ("169.254.169.254", 80),
         "host loopback": (HOST_ALIAS, loopback_port),
-        "gateway": ("tether-gateway.tether-system.svc.cluster.local", 8080),
+        "gateway's public API": ("tether-gateway.tether-system.svc.cluster.local", 8080),
+        "gateway's internal API": ("tether-gateway-internal.tether-system.svc.cluster.local", 8081),
     }
     try:
         closed = probe(up, "probe-closed", targets, allowlist=[])
@@ -291,7 +297,7 @@ def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up)
 
     # Refused or timed out in the network: the probe is a raw socket, not the fetch tool.
     blocked = {name: r for name, r in closed["reach"].items() if r != "connected"}
-    assert set(blocked) == set(targets) - {"gateway"}, closed["reach"]
+    assert set(blocked) == set(targets) - {"gateway's internal API"}, closed["reach"]
     assert opened["reach"] == {"host loopback": "connected"}
 
     # Untrusted code runs under gVisor, as non-root, with no capabilities.
@@ -313,6 +319,177 @@ def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up)
     assert "/var/run/tether" not in closed["mounts"]
     assert "serviceaccount" not in closed["mounts"]
     assert not [name for name in closed["environ"] if "TOKEN" in name or "KEY" in name]
+
+
+# -- runs whose sandbox goes, and runs of two tenants ---------------------------------------------
+
+
+def scripted(up: Up, namespace: str, name: str, responses: list[dict]) -> str:
+    model = {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"provider": "scripted", "responses": responses},
+    }
+    up.kubectl("apply", "-f", "-", stdin=json.dumps(model))
+    return name
+
+
+def running_sandbox(up: Up, namespace: str, interaction: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        selector = f"tether.dev/interaction={interaction}"
+        listed = up.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+        pods = json.loads(listed)["items"]
+        ready = [p for p in pods if p["status"].get("phase") == "Running"]
+        if ready and all(c.get("ready") for c in ready[0]["status"]["containerStatuses"]):
+            return ready[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no running sandbox for {interaction}")
+
+
+@pytest.mark.parametrize("how", ["evicted", "killed"])
+def test_a_sandbox_evicted_or_killed_mid_run_ends_its_run_failed_once(up, how):
+    namespace = up.env["TETHER_NAMESPACE"]
+    model = scripted(up, namespace, f"slow-{how}", [{"text": "never", "delaySeconds": 120}])
+    started = up.sdk.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    pod = running_sandbox(up, namespace, started.id)
+    name = pod["metadata"]["name"]
+    if how == "evicted":  # as the kubelet or a drain does, through the Eviction API
+        eviction = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        up.kubectl("create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{name}/eviction",
+                   "-f", "-", stdin=json.dumps(eviction))  # fmt: skip
+    else:  # the agent's process dies under it (SIGKILL, as the OOM killer would)
+        agent = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "agent")
+        container = agent["containerID"].removeprefix("containerd://")
+        socket_path = up.state / "cluster" / "node" / "containerd" / "containerd.sock"
+        subprocess.run(
+            [str(NodeParts.from_cache().ctr), "--address", str(socket_path), "-n", "k8s.io",
+             "tasks", "kill", "-s", "SIGKILL", container],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    done = wait_until_ended(up.sdk, started.id, timeout=90)
+    assert done.status == "failed"
+    assert done.errors[0].code in ("sandbox_lost", "sandbox_crashed", "sandbox_failed")
+    assert done.errors[0].message
+    events = list(up.sdk.interactions.get(started.id, stream=True))
+    assert [e.event_type for e in events].count("interaction.completed") == 1
+
+
+TENANT_CODE = """
+import os, pathlib, socket, time
+pathlib.Path("mine.txt").write_text(os.environ.get("WHO", "?"))
+time.sleep(6)
+print(sorted(p.name for p in pathlib.Path(".").iterdir()))
+"""
+
+
+def test_two_tenants_running_at_once_share_no_sandbox_address_or_file(up):
+    other = "tenant-other"
+    up.kubectl("create", "namespace", other)
+    up.kubectl("label", "namespace", other, "pod-security.kubernetes.io/enforce=restricted")
+    key = f"tth-other-{up.port}"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"api-key-{other}",
+            "namespace": "tether-system",
+            "labels": {"tether.dev/api-key": "true"},
+        },
+        "stringData": {"key": key, "namespace": other},
+    }
+    up.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+    deadline = time.monotonic() + 30
+    while not accepts(up.env["TETHER_URL"], key):
+        assert time.monotonic() < deadline, "the new key was never accepted"
+        time.sleep(0.2)
+    clients = {up.env["TETHER_NAMESPACE"]: up.sdk, other: sdk_client(up.env["TETHER_URL"], key)}
+    started = {}
+    for namespace, client in clients.items():
+        code = {"name": "run_code", "arguments": {"language": "python", "code": TENANT_CODE}}
+        model = scripted(up, namespace, "two-tenants", [{"functionCalls": [code]}, {"text": "ok"}])
+        started[namespace] = client.interactions.create(
+            agent="eva",
+            input="go",
+            agent_config={"type": "dynamic", "model": model},
+            environment={"type": "remote", "env": {"WHO": namespace}},
+            background=True,
+        )
+    pods = {ns: running_sandbox(up, ns, run.id) for ns, run in started.items()}
+    names = {p["metadata"]["name"] for p in pods.values()}
+    addresses = {p["status"]["podIP"] for p in pods.values()}
+    assert len(names) == len(addresses) == 2
+    first, second = pods.values()
+    reach = (
+        "import socket\ntry:\n socket.create_connection(({ip!r}, {port}), timeout=3)\n"
+        " print('connected')\nexcept OSError as e:\n print(type(e).__name__)"
+    )
+    for port in (8080, 8081, 9090):  # no port of the other sandbox answers it
+        probe = reach.format(ip=second["status"]["podIP"], port=port)
+        answer = up.kubectl(
+            "exec", "-n", first["metadata"]["namespace"], first["metadata"]["name"],
+            "-c", "workspace", "--", "python", "-c", probe,
+        )  # fmt: skip
+        assert answer.strip() != "connected"
+    for namespace, run in started.items():
+        done = wait_until_ended(clients[namespace], run.id, timeout=90)
+        assert done.status == "completed", done
+        mine = httpx.get(
+            f"{up.env['TETHER_URL']}/v1/interactions/{run.id}/files/mine.txt",
+            headers={"x-goog-api-key": up.env["TETHER_API_KEY"] if namespace != other else key},
+        )
+        assert mine.text == namespace
+    # and neither tenant can read the other's run
+    cross = httpx.get(
+        f"{up.env['TETHER_URL']}/v1/interactions/{started[other].id}",
+        headers={"x-goog-api-key": up.env["TETHER_API_KEY"]},
+    )
+    assert cross.status_code == 404
+
+
+# -- helm upgrade -------------------------------------------------------------------------------
+
+
+def helm(up: Up, *args: str) -> str:
+    done = subprocess.run(
+        [str(HELM), f"--kubeconfig={up.env['KUBECONFIG']}", "-n", "tether-system", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_helm_upgrade_to_a_new_image_rolls_the_gateway_without_losing_a_run(up):
+    parts = NodeParts.from_cache()
+    socket_path = up.state / "cluster" / "node" / "containerd" / "containerd.sock"
+    for target in ("operator", "gateway"):  # version 2 of both, as a registry would hold it
+        subprocess.run(
+            [
+                str(parts.ctr), "--address", str(socket_path), "-n", "k8s.io", "images", "tag",
+                "--force", f"tether.local/tether-{target}:dev", f"tether.local/tether-{target}:v2",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    running = up.sdk.interactions.create(model="echo", input="/sleep 8", background=True)
+    helm(up, "upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
+         "--set", "image.tag=v2", "--wait", "--timeout", "3m")  # fmt: skip
+    pods = json.loads(up.kubectl("get", "pods", "-n", "tether-system", "-o", "json"))["items"]
+    images = {c["image"] for pod in pods for c in pod["spec"]["containers"]}
+    assert {"tether.local/tether-operator:v2", "tether.local/tether-gateway:v2"} <= images
+    assert wait_until_ended(up.sdk, running.id).status == "completed"
+    assert up.sdk.interactions.create(model="echo", input="after").output_text == "after"
+    helm(up, "upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
+         "--set", "image.tag=dev", "--wait", "--timeout", "3m")  # fmt: skip
 
 
 # -- make down, make up again --------------------------------------------------------------------
@@ -344,8 +521,34 @@ def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
     events = list(sdk.interactions.get(up.demo_id, stream=True))
     assert events[-1].event_type == "interaction.completed"
 
+    # helm uninstall: Tether's pods go; the Redis claim (helm.sh/resource-policy: keep) and
+    # the CRDs with every Interaction stay
+    helm(up, "uninstall", "tether", "--wait", "--timeout", "2m")
+    up.kubectl("wait", "--for=delete", "pods", "--all", "-n", "tether-system", "--timeout=90s")
+    left = json.loads(up.kubectl("get", "deployments,pods", "-n", "tether-system", "-o", "json"))
+    assert left["items"] == []
+    assert "tether-redis" in up.kubectl("get", "pvc", "-n", "tether-system", "-o", "name")
+    assert up.demo_id in up.kubectl("get", "interactions", "-n", env["TETHER_NAMESPACE"])
+
     assert "Tether stopped." in cli(up.state, "down", port=up.port).stdout
     assert host.differences(HostState.observe()) == {}
+
+
+def test_make_down_puts_the_host_back_after_make_up_was_killed(up, before):
+    host, running = before
+    again = cli(up.state, "up", port=up.port)  # (after the uninstall above: installs again)
+    assert again.returncode == 0, again.stderr
+    supervisor = int((up.state / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGKILL)  # no chance to stop anything: its children die with it
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{supervisor}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "links" in host.differences(HostState.observe())  # its bridge is still there
+
+    down = cli(up.state, "down", port=up.port)
+    assert down.stdout == "Tether was not running; put back what its last run left on this host.\n"
+    assert host.differences(HostState.observe()) == {}
+    assert processes_from(CACHE) == running
 
 
 class AnotherGateway(http.server.BaseHTTPRequestHandler):

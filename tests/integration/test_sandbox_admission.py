@@ -20,7 +20,7 @@ from tether.operator.sandbox_pod import (
 )
 
 PLACE = Placement(
-    image="tether/sandbox:test", gateway_url="http://tether-gateway.tether-system:8080"
+    image="tether/sandbox:test", gateway_url="http://tether-gateway-internal.tether-system:8081"
 )
 RUN = AgentRun(
     agent="eva",

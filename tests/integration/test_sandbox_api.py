@@ -49,7 +49,7 @@ def run(stack, client, scripted):
             key.encode(), "tenant-a", live.id, uid, 300, model="planner", budget=budget
         )
 
-    with httpx.Client(base_url=f"{stack.url}/internal/v1", timeout=30) as http:
+    with httpx.Client(base_url=f"{stack.internal_url}/internal/v1", timeout=30) as http:
         yield live.id, token, http
     client.interactions.cancel(live.id)
 

@@ -204,7 +204,10 @@ def test_parallel_model_calls_cannot_spend_past_the_budget(stack, live):
 
     def call(_):
         return httpx.post(
-            f"{stack.url}/internal/v1/generate", json=steps, headers=bearer(token), timeout=30
+            f"{stack.internal_url}/internal/v1/generate",
+            json=steps,
+            headers=bearer(token),
+            timeout=30,
         )
 
     with ThreadPoolExecutor(30) as pool:
@@ -242,7 +245,7 @@ def test_a_run_token_takes_no_calls_after_the_run_required_action(stack, client)
     asked = client.interactions.create(model=model, input="weather?", tools=[WEATHER])
     assert asked.status == "requires_action"
     token = token_for(stack, asked.id, model)
-    with httpx.Client(base_url=f"{stack.url}/internal/v1", headers=bearer(token)) as http:
+    with httpx.Client(base_url=f"{stack.internal_url}/internal/v1", headers=bearer(token)) as http:
         answers = {
             "generate": http.post("/generate", json={"steps": []}),
             "steps": http.post("/steps", json={"step": {"type": "model_output", "content": []}}),
@@ -268,7 +271,9 @@ def test_a_run_token_takes_no_calls_after_the_run_required_action(stack, client)
 )
 def test_an_upload_that_is_not_a_clean_tar_gz_is_refused(stack, api_key, live, upload, message):
     token = token_for(stack, live, "echo")
-    put = httpx.put(f"{stack.url}/internal/v1/files", content=upload, headers=bearer(token))
+    put = httpx.put(
+        f"{stack.internal_url}/internal/v1/files", content=upload, headers=bearer(token)
+    )
     assert put.status_code == 400, put.text
     assert message in put.json()["error"]["message"]
     listed = httpx.get(

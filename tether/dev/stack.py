@@ -182,6 +182,7 @@ class DevStack(Component):
         self.control_plane = control_plane
         self._own_control_plane = control_plane is None
         self.port = port or free_port()
+        self.internal_port = free_port()
         self.environ = dict(os.environ if environ is None else environ)
         self.redis_port = free_port()
         self.metrics_port = free_port()
@@ -196,6 +197,11 @@ class DevStack(Component):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def internal_url(self) -> str:
+        """The gateway's internal API, where sandboxes call home."""
+        return f"http://127.0.0.1:{self.internal_port}"
 
     @property
     def redis_url(self) -> str:
@@ -250,9 +256,10 @@ class DevStack(Component):
             "TETHER_SYSTEM_NAMESPACE": SYSTEM_NAMESPACE,
             "TETHER_HOST": "127.0.0.1",
             "TETHER_PORT": str(self.port),
+            "TETHER_INTERNAL_PORT": str(self.internal_port),
             "TETHER_METRICS_PORT": str(self.metrics_port),
             "TETHER_RUN_TOKEN_KEY": self.run_token_key,
-            "TETHER_GATEWAY_URL": self.url,
+            "TETHER_GATEWAY_URL": self.internal_url,
             "TETHER_SANDBOX_NODE_NAME": DEV_NODE,
         }
 
@@ -346,18 +353,8 @@ class DevStack(Component):
         """An API key (fresh unless given) for a tenant namespace, once the gateway accepts it."""
         key = key or new_api_key()
         self.cluster.api_key(namespace, key)
-        wait_until("the new API key", lambda: self._accepts(key), 15)
+        wait_until("the new API key", lambda: accepts(self.url, key), 15)
         return key
-
-    def _accepts(self, key: str) -> bool:
-        request = urllib.request.Request(
-            f"{self.url}/v1/interactions?page_size=1", headers={"x-goog-api-key": key}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
     def stop(self) -> None:
         """Stop the supervisor first, so that nothing is started again, then every component."""
@@ -368,6 +365,18 @@ class DevStack(Component):
         self._redis.close()
         if self._own_control_plane and self.control_plane is not None:
             self.control_plane.stop()
+
+
+def accepts(url: str, key: str) -> bool:
+    """Whether the gateway at `url` answers and takes `key`."""
+    request = urllib.request.Request(
+        f"{url}/v1/interactions?page_size=1", headers={"x-goog-api-key": key}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def _node_ready(core: kubernetes.client.CoreV1Api, name: str) -> bool:

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,14 @@ from tether.dev.stack import (
     DEFAULT_TENANT,
     SYSTEM_NAMESPACE,
     Cluster,
+    accepts,
     load_crds,
     openai_model,
     resolve_model_id,
 )
 from tether.dev.versions import CACHE, HELM_VERSION
 from tether.dev.worker import images
-from tether.dev.worker.cluster import LocalCluster
+from tether.dev.worker.cluster import LocalCluster, recover
 from tether.dev.worker.configs import HOST_ALIAS
 from tether.dev.worker.parts import NodeParts
 
@@ -121,7 +121,7 @@ class LocalTether(Component):
             f"api-key-{DEFAULT_TENANT}", SYSTEM_NAMESPACE
         )
         self.api_key = base64.b64decode(secret.data["key"]).decode()
-        wait_until("the gateway on the host", self._accepts, 60)
+        wait_until("the gateway on the host", lambda: accepts(self.url, self.api_key), 60)
 
     def _build(self, parts: NodeParts) -> dict[str, str]:
         return {**images.build_all(parts), images.REDIS_IMAGE: images.build_redis(parts)}
@@ -133,16 +133,6 @@ class LocalTether(Component):
         if done.returncode != 0:
             raise StartupError(f"helm {' '.join(args[:2])}: {done.stderr.strip()}")
         return done.stdout
-
-    def _accepts(self) -> bool:
-        request = urllib.request.Request(
-            f"{self.url}/v1/interactions?page_size=1", headers={"x-goog-api-key": self.api_key}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
 
     def env(self) -> str:
         kubectl = Binaries.from_cache().kubectl.parent
@@ -260,8 +250,11 @@ def down(state: Path) -> int:
     pidfile = state / "supervisor.pid"
     pid = _pid_alive(pidfile)
     if pid is None:
-        print("Tether is not running.")
         pidfile.unlink(missing_ok=True)
+        if recover(state / "cluster"):
+            print("Tether was not running; put back what its last run left on this host.")
+        else:
+            print("Tether is not running.")
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 120

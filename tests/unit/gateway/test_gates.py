@@ -1,4 +1,5 @@
-"""Each API has its own gate: API keys open the public API only, run tokens the internal one only.
+"""Each API has its own gate and its own port: API keys open the public API only, run tokens the
+internal one only, and neither port serves the other's API.
 
 The gateway is served with the connections it is given (`create_app(state=...)`); these requests
 are all answered at the gates, before anything would reach the cluster or Redis.
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
 
 from tether import run_tokens
-from tether.gateway.app import create_app
+from tether.gateway.app import create_app, create_internal_app
 from tether.gateway.auth import ApiKeys, _entry
 from tether.gateway.state import State
 from tether.settings import Settings
@@ -37,11 +38,15 @@ def _keys() -> ApiKeys:
 
 @pytest.fixture
 async def gateway():
-    async def serve(run_token_key: str = RUN_KEY) -> TestClient:
+    async def serve(run_token_key: str = RUN_KEY, internal: bool = False) -> TestClient:
+        """A client of the public port, or of the internal one."""
         settings = Settings(run_token_key=run_token_key)
         none = dict.fromkeys(("kube", "events", "run_store", "outputs", "catalog", "providers"))
         state = State(settings=settings, keys=_keys(), **none)  # no connections at all
-        client = TestClient(TestServer(create_app(state=state), host="127.0.0.1"))
+        app = create_app(state=state)
+        client = TestClient(
+            TestServer(create_internal_app(app) if internal else app, host="127.0.0.1")
+        )
         await client.start_server()
         clients.append(client)
         return client
@@ -69,8 +74,18 @@ async def test_the_public_api_refuses_a_run_token(gateway):
         assert await _error(response) == (401, "API key not valid")
 
 
+async def test_each_port_serves_its_own_api_only(gateway):
+    public, internal = await gateway(), await gateway(internal=True)
+    token = {"Authorization": f"Bearer {_run_token()}"}
+    assert (await public.post("/internal/v1/finish", headers=token, json={})).status == 404
+    api_key = {"x-goog-api-key": API_KEY}
+    assert (await internal.get("/v1/interactions", headers=api_key)).status == 404
+    assert (await internal.get("/openapi.json")).status == 404
+    assert (await internal.get("/healthz")).status == 200
+
+
 async def test_the_internal_api_refuses_an_api_key(gateway):
-    client = await gateway()
+    client = await gateway(internal=True)
     as_bearer = await client.post(
         "/internal/v1/finish", headers={"Authorization": f"Bearer {API_KEY}"}, json={}
     )
@@ -86,7 +101,7 @@ async def test_the_internal_api_refuses_an_api_key(gateway):
 
 
 async def test_without_a_signing_key_the_internal_api_is_unavailable(gateway):
-    client = await gateway(run_token_key="")
+    client = await gateway(run_token_key="", internal=True)
     response = await client.put(
         "/internal/v1/files", headers={"Authorization": f"Bearer {_run_token()}"}, data=b""
     )

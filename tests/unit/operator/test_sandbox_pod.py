@@ -20,7 +20,7 @@ from tether.sandbox_policy import SandboxPolicyError
 
 IX = {"metadata": {"name": "ix-1", "namespace": "tenant-a", "uid": "0f1e2d3c-aaaa"}}
 PLACE = Placement(
-    image="tether/sandbox:test", gateway_url="http://tether-gateway.tether-system:8080"
+    image="tether/sandbox:test", gateway_url="http://tether-gateway-internal.tether-system:8081"
 )
 
 
@@ -155,7 +155,7 @@ def test_network_disabled_leaves_only_dns_and_the_gateway():
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     assert len(policy["egress"]) == 2
     gateway = policy["egress"][1]
-    assert gateway["ports"] == [{"protocol": "TCP", "port": 8080}]
+    assert gateway["ports"] == [{"protocol": "TCP", "port": 8081}]  # the internal port only
     assert gateway["to"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": "tether-system"
     }
@@ -235,7 +235,7 @@ def test_placement_from_settings_carries_the_platforms_policy():
         sandbox_allowed_images=["img:2"],
         sandbox_runtime_class_name="gvisor",
         sandbox_max_cpu="3",
-        gateway_url="http://gw:8080",
+        gateway_url="http://gw:9091",
     )
     place = Placement.from_settings(settings)
     assert (place.image, place.allowed_images, place.runtime_class_name) == (
@@ -244,6 +244,7 @@ def test_placement_from_settings_carries_the_platforms_policy():
         "gvisor",
     )
     assert dict(place.max_limits)["cpu"] == "3"
+    assert place.gateway_port == 9091  # the port sandboxes are told, and the one opened
     pod = sandbox_pod(IX, run(image="img:2"), place)
     assert (pod["spec"]["runtimeClassName"], containers(pod)["workspace"]["image"]) == (
         "gvisor",

@@ -14,7 +14,7 @@ from tether.dev.control_plane import ControlPlane
 from tether.dev.processes import Component, Supervisor
 
 from .configs import NodeNetwork
-from .host import HostState, write_sysctl
+from .host import HostState, kill_cgroup_members, write_sysctl
 from .node import WorkerNode
 
 
@@ -35,8 +35,16 @@ class LocalCluster(Component):
         self.control_plane: ControlPlane | None = None
         self.node: WorkerNode | None = None
 
+    @property
+    def host_file(self) -> Path:
+        """The host as it was before this cluster touched it, while the cluster runs."""
+        return self.workdir / "host-state.json"
+
     def _start(self) -> None:
+        recover(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = HostState.observe()
+        self.host.save(self.host_file)
         bridge_up(self.network)
         self.control_plane = ControlPlane(
             workdir=self.workdir / "control-plane",
@@ -58,8 +66,24 @@ class LocalCluster(Component):
         if self.host is not None:
             self.host.restore()
             self.host = None
+            self.host_file.unlink(missing_ok=True)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def recover(workdir: Path) -> bool:
+    """Put the host back after a cluster in `workdir` that died without stopping (its
+    supervisor killed, the machine's power...): end what is left of its pods and shims, then
+    restore the host it recorded. Whether there was anything to put back."""
+    saved = workdir / "host-state.json"
+    if not saved.exists():
+        return False
+    kill_cgroup_members("kubepods")
+    # the node's own processes and its shims all name a path under its folder
+    subprocess.run(["pkill", "-KILL", "-f", f"{workdir.resolve()}/"], check=False)
+    HostState.load(saved).restore()
+    saved.unlink()
+    return True
 
 
 def bridge_up(network: NodeNetwork) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -59,6 +60,26 @@ class HostState:
             sysctls=tuple((name, value) for name in SYSCTLS if (value := read_sysctl(name))),
             cgroups=frozenset(_cgroups()),
             files=frozenset(_files()),
+        )
+
+    def save(self, path: Path) -> None:
+        """Kept on disk while a node runs, so that a run that died without stopping can still
+        be put back (LocalCluster does, at its next start, and `make down`)."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        plain = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in fields.items()}
+        path.write_text(json.dumps(plain))
+
+    @classmethod
+    def load(cls, path: Path) -> HostState:
+        plain = json.loads(path.read_text())
+        return cls(
+            mounts=frozenset(plain["mounts"]),
+            links=frozenset(plain["links"]),
+            ruleset=plain["ruleset"],
+            ipsets=frozenset(plain["ipsets"]),
+            sysctls=tuple(tuple(pair) for pair in plain["sysctls"]),
+            cgroups=frozenset(plain["cgroups"]),
+            files=frozenset(plain["files"]),
         )
 
     def differences(self, other: HostState) -> dict[str, tuple]:
