@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from report import write_section  # bench/, the script's folder
 
 from tether.dev.control_plane import free_port
+from tether.dev.processes import http_ok, wait_until
 from tether.dev.stack import SYSTEM_NAMESPACE
 from tether.dev.up import CHART, RELEASE, LocalTether
 
@@ -52,12 +53,21 @@ def histogram_sum(url: str, name: str) -> float:
 
 
 def operator_metrics(tether: LocalTether) -> str:
+    """The metrics URL of the operator pod now serving (after an upgrade has replaced it)."""
     core = kubernetes.client.CoreV1Api(tether.cluster.control_plane.api_client())
-    pods = core.list_namespaced_pod(
-        SYSTEM_NAMESPACE, label_selector="app.kubernetes.io/name=tether-operator"
-    ).items
-    running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
-    return f"http://{running[0].status.pod_ip}:9090/metrics"
+
+    def serving() -> str | None:
+        pods = core.list_namespaced_pod(
+            SYSTEM_NAMESPACE, label_selector="app.kubernetes.io/name=tether-operator"
+        ).items
+        for pod in pods:
+            url = f"http://{pod.status.pod_ip}:9090/metrics"
+            if not pod.metadata.deletion_timestamp and pod.status.pod_ip and http_ok(url):
+                return url
+        return None
+
+    wait_until("the operator's metrics", lambda: serving() is not None, 120)
+    return serving()
 
 
 def measure(tether: LocalTether, runtime: str, runs: int) -> dict[str, list[float]]:
@@ -133,7 +143,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
-    state = Path(tempfile.mkdtemp(prefix="tether-bench-"))
+    state = Path(tempfile.mkdtemp(prefix="tether-bench-sandbox-"))
     port = free_port()
     starts: dict[str, float] = {}
     results: dict[str, dict] = {}

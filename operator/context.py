@@ -25,7 +25,8 @@ class Context:
     providers: Providers = field(init=False)
     run_store: RunStore = field(init=False)
     outputs: Outputs = field(init=False)
-    active_sandboxes: set[str] = field(default_factory=set)
+    active_sandboxes: dict[str, bool] = field(default_factory=dict)
+    """Sandbox pods that have not ended, by uid: whether each has been seen running."""
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.kube, self.settings.system_namespace)

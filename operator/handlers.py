@@ -137,11 +137,12 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         or body.metadata.get("deletionTimestamp")
         or phase in ("Succeeded", "Failed")
     ):
-        ctx.active_sandboxes.discard(uid)
+        ctx.active_sandboxes.pop(uid, None)
     else:
-        if phase == "Running" and uid not in ctx.active_sandboxes:
+        running = phase == "Running"
+        if running and not ctx.active_sandboxes.get(uid):  # the first time it is seen running
             observe_start(dict(body))
-        ctx.active_sandboxes.add(uid)
+        ctx.active_sandboxes[uid] = running or ctx.active_sandboxes.get(uid, False)
     metrics.ACTIVE_SANDBOXES.set(len(ctx.active_sandboxes))
     ended = phase in ("Succeeded", "Failed")
     if not ended and type != "DELETED":

@@ -100,6 +100,7 @@ class LocalTether(Component):
         for name, image_id in image_ids.items():
             if node.provide(name, image_id, lambda name=name: images.archive(parts, name)):
                 log.warning("imported %s", name)
+        log.warning("images in the node")
         control_plane = self.cluster.control_plane
         cluster = Cluster(control_plane.api_client())
         cluster.namespace(SYSTEM_NAMESPACE)
@@ -109,7 +110,6 @@ class LocalTether(Component):
             model["spec"]["endpoint"] = from_pods(model["spec"]["endpoint"])
             cluster.apply(model)
             agent_model = resolve_model_id(self.environ)
-        log.warning("images in the node")
         values = self.state / "values.json"
         values.write_text(json.dumps(release_values(self.port, agent_model), indent=2))
         self.helm(

@@ -103,24 +103,7 @@ def host_alias_up(network: NodeNetwork) -> None:
     loopback, where a developer's servers listen (a model server, the demo's pages). Sandboxes
     get there only when their allowlist names HOST_ALIAS: their NetworkPolicy is built for it."""
     write_sysctl(f"net.ipv4.conf.{network.bridge}.route_localnet", "1")
-    subprocess.run(
-        [
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-i",
-            network.bridge,
-            "-d",
-            network.host_alias_ip,
-            "-p",
-            "tcp",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            "127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    rule = ["-i", network.bridge, "-d", network.host_alias_ip, "-p", "tcp"]
+    rule += ["-j", "DNAT", "--to-destination", "127.0.0.1"]
+    iptables = ["iptables", "-t", "nat", "-A", "PREROUTING", *rule]
+    subprocess.run(iptables, check=True, capture_output=True)
