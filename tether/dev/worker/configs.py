@@ -137,6 +137,33 @@ root = "{paths.containerd_state / "runsc"}"
 """
 
 
+def service_account_with_role(
+    account: dict[str, str], role: str, rules: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A ServiceAccount (`account`: name and namespace), a ClusterRole of `rules`, and the
+    binding between them: what an add-on's pods run as."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [{"kind": "ServiceAccount", **account}],
+        },
+    ]
+
+
 RUNTIME_CLASS = {
     "apiVersion": "node.k8s.io/v1",
     "kind": "RuntimeClass",

@@ -6,7 +6,7 @@ from typing import Any
 
 from tether.dev.versions import COREDNS_VERSION
 
-from .configs import DNS_SERVICE_IP, HOST_ALIAS
+from .configs import DNS_SERVICE_IP, HOST_ALIAS, service_account_with_role
 
 COREDNS_IMAGE = f"tether.local/coredns:{COREDNS_VERSION}"
 LABELS = {"k8s-app": "kube-dns"}
@@ -34,12 +34,10 @@ def corefile(host_alias_ip: str) -> str:
 def manifests(host_alias_ip: str) -> list[dict[str, Any]]:
     meta = {"name": "coredns", "namespace": "kube-system"}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "system:coredns"},
-            "rules": [
+        *service_account_with_role(
+            meta,
+            "system:coredns",
+            [
                 {
                     "apiGroups": [""],
                     "resources": ["endpoints", "services", "pods", "namespaces"],
@@ -51,18 +49,7 @@ def manifests(host_alias_ip: str) -> list[dict[str, Any]]:
                     "verbs": ["list", "watch"],
                 },
             ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "system:coredns"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "system:coredns",
-            },
-            "subjects": [{"kind": "ServiceAccount", **meta}],
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",

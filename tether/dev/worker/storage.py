@@ -9,6 +9,8 @@ from typing import Any
 
 from tether.dev.versions import LOCAL_PATH_VERSION
 
+from .configs import service_account_with_role
+
 NAMESPACE = "local-path-storage"
 PROVISIONER_IMAGE = f"tether.local/local-path-provisioner:{LOCAL_PATH_VERSION}"
 HELPER_IMAGE = "tether.local/busybox:1"
@@ -45,12 +47,10 @@ def manifests(volumes: Path) -> list[dict[str, Any]]:
     labels = {"app": "local-path-provisioner"}
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "local-path-provisioner"},
-            "rules": [
+        *service_account_with_role(
+            account,
+            "local-path-provisioner",
+            [
                 {
                     "apiGroups": [""],
                     "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods/log"],
@@ -68,18 +68,7 @@ def manifests(volumes: Path) -> list[dict[str, Any]]:
                     "verbs": ["get", "list", "watch"],
                 },
             ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "local-path-provisioner"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "local-path-provisioner",
-            },
-            "subjects": [{"kind": "ServiceAccount", **account}],
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
