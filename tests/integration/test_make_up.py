@@ -19,15 +19,16 @@ import urllib.parse
 from pathlib import Path
 
 import httpx
+import kubernetes
 import pytest
 
 from tests.conftest import sdk_client
 from tests.integration.test_real_node_host import processes_from
 from tests.integration.test_sdk_interactions import wait_until_ended
 from tether.crds import ROOT
-from tether.dev.control_plane import free_port
-from tether.dev.stack import accepts
-from tether.dev.up import HELM
+from tether.dev.control_plane import free_port, helm_binary
+from tether.dev.processes import wait_until
+from tether.dev.stack import Cluster, accepts, new_api_key
 from tether.dev.versions import CACHE
 from tether.dev.worker.configs import HOST_ALIAS
 from tether.dev.worker.host import HostState
@@ -51,20 +52,6 @@ def read_env(state: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-def kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    """The kubectl `.tether/env` puts on PATH, on the KUBECONFIG it names."""
-    kubectl = env["PATH"].split(":")[0] + "/kubectl"
-    done = subprocess.run(
-        [kubectl, f"--kubeconfig={env['KUBECONFIG']}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 class Up:
     def __init__(self, state: Path, port: int, first: subprocess.CompletedProcess) -> None:
         self.state, self.port, self.first = state, port, first
@@ -73,7 +60,25 @@ class Up:
         self.demo_id = ""
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return kubectl(self.env, *args, stdin=stdin)
+        """The kubectl `.tether/env` puts on PATH, on the KUBECONFIG it names."""
+        kubectl = self.env["PATH"].split(":")[0] + "/kubectl"
+        return run([kubectl, f"--kubeconfig={self.env['KUBECONFIG']}", *args], stdin)
+
+    def helm(self, *args: str) -> str:
+        kubeconfig = f"--kubeconfig={self.env['KUBECONFIG']}"
+        return run([str(helm_binary()), kubeconfig, "-n", "tether-system", *args])
+
+    def ctr(self, *args: str) -> str:
+        """containerd's own client, on the node's Kubernetes namespace."""
+        socket_path = self.state / "cluster" / "node" / "containerd" / "containerd.sock"
+        ctr = str(NodeParts.from_cache().ctr)
+        return run([ctr, "--address", str(socket_path), "-n", "k8s.io", *args])
+
+
+def run(argv: list[str], stdin: str | None = None) -> str:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -114,22 +119,7 @@ def test_up_runs_the_chart_from_images_built_here_and_prints_how_to_call_it(up):
         "tether.local/redis:7",
     }
     assert all(pod["status"]["phase"] == "Running" for pod in pods)
-    releases = json.loads(
-        subprocess.run(
-            [
-                str(HELM),
-                f"--kubeconfig={up.env['KUBECONFIG']}",
-                "list",
-                "-n",
-                "tether-system",
-                "-o",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    releases = json.loads(up.helm("list", "-o", "json"))
     assert [(r["name"], r["status"]) for r in releases] == [("tether", "deployed")]
     again = cli(up.state, "up", port=up.port)
     assert "already running" in again.stdout
@@ -163,6 +153,18 @@ def test_make_demo_runs_its_agent_under_gvisor_and_reaches_the_hosts_loopback(up
     assert f"pricing pages served at http://{HOST_ALIAS}:" in done.stdout
     assert "globex,Enterprise,199.00" in done.stdout
     up.demo_id = done.stdout.split("interaction ")[1].split(":")[0]
+
+
+def scripted(up: Up, namespace: str, name: str, responses: list[dict]) -> str:
+    """A `scripted` Model in `namespace`, playing `responses`; its name."""
+    model = {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"provider": "scripted", "responses": responses},
+    }
+    up.kubectl("apply", "-f", "-", stdin=json.dumps(model))
+    return name
 
 
 # -- what a sandbox can reach and read ----------------------------------------------------------
@@ -209,10 +211,14 @@ print(json.dumps(report["reach"]))
 """
 
 
-class Loopback(http.server.BaseHTTPRequestHandler):
+class Answers(http.server.BaseHTTPRequestHandler):
+    """A server on the host's loopback that answers every GET (/healthz too, as another Tether
+    on the port would)."""
+
     def do_GET(self) -> None:
         self.send_response(200)
         self.end_headers()
+        self.wfile.write(b"ok")
 
     def log_message(self, *args) -> None:
         pass
@@ -220,31 +226,18 @@ class Loopback(http.server.BaseHTTPRequestHandler):
 
 def probe(up: Up, name: str, targets: dict[str, tuple[str, int]], allowlist: list[str]) -> dict:
     """An agent run whose code probes `targets` and dumps what it can read; its report."""
-    model = {
-        "apiVersion": "tether.dev/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": name, "namespace": up.env["TETHER_NAMESPACE"]},
-        "spec": {
-            "provider": "scripted",
-            "responses": [
-                {
-                    "functionCalls": [
-                        {
-                            "name": "write_file",
-                            "arguments": {"path": "targets.json", "content": json.dumps(targets)},
-                        }
-                    ]
-                },
-                {
-                    "functionCalls": [
-                        {"name": "run_code", "arguments": {"language": "python", "code": PROBE}}
-                    ]
-                },
-                {"text": "probed"},
-            ],
-        },
-    }
-    up.kubectl("apply", "-f", "-", stdin=json.dumps(model))
+    targets_file = {"path": "targets.json", "content": json.dumps(targets)}
+    code = {"language": "python", "code": PROBE}
+    scripted(
+        up,
+        up.env["TETHER_NAMESPACE"],
+        name,
+        [
+            {"functionCalls": [{"name": "write_file", "arguments": targets_file}]},
+            {"functionCalls": [{"name": "run_code", "arguments": code}]},
+            {"text": "probed"},
+        ],
+    )
     done = up.sdk.interactions.create(
         agent="eva",
         input="probe the network",
@@ -264,7 +257,7 @@ def probe(up: Up, name: str, targets: dict[str, tuple[str, int]], allowlist: lis
 
 
 def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loopback)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     loopback_port = server.server_address[1]
     api = urllib.parse.urlsplit(
@@ -324,17 +317,6 @@ def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up)
 # -- runs whose sandbox goes, and runs of two tenants ---------------------------------------------
 
 
-def scripted(up: Up, namespace: str, name: str, responses: list[dict]) -> str:
-    model = {
-        "apiVersion": "tether.dev/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"provider": "scripted", "responses": responses},
-    }
-    up.kubectl("apply", "-f", "-", stdin=json.dumps(model))
-    return name
-
-
 def running_sandbox(up: Up, namespace: str, interaction: str) -> dict:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -368,12 +350,7 @@ def test_a_sandbox_evicted_or_killed_mid_run_ends_its_run_failed_once(up, how):
     else:  # the agent's process dies under it (SIGKILL, as the OOM killer would)
         agent = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "agent")
         container = agent["containerID"].removeprefix("containerd://")
-        socket_path = up.state / "cluster" / "node" / "containerd" / "containerd.sock"
-        subprocess.run(
-            [str(NodeParts.from_cache().ctr), "--address", str(socket_path), "-n", "k8s.io",
-             "tasks", "kill", "-s", "SIGKILL", container],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        up.ctr("tasks", "kill", "-s", "SIGKILL", container)
     done = wait_until_ended(up.sdk, started.id, timeout=90)
     assert done.status == "failed"
     assert done.errors[0].code in ("sandbox_lost", "sandbox_crashed", "sandbox_failed")
@@ -391,25 +368,10 @@ print(sorted(p.name for p in pathlib.Path(".").iterdir()))
 
 
 def test_two_tenants_running_at_once_share_no_sandbox_address_or_file(up):
-    other = "tenant-other"
-    up.kubectl("create", "namespace", other)
+    other, key = "tenant-other", new_api_key()
+    Cluster(kubernetes.config.new_client_from_config(up.env["KUBECONFIG"])).api_key(other, key)
     up.kubectl("label", "namespace", other, "pod-security.kubernetes.io/enforce=restricted")
-    key = f"tth-other-{up.port}"
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": f"api-key-{other}",
-            "namespace": "tether-system",
-            "labels": {"tether.dev/api-key": "true"},
-        },
-        "stringData": {"key": key, "namespace": other},
-    }
-    up.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
-    deadline = time.monotonic() + 30
-    while not accepts(up.env["TETHER_URL"], key):
-        assert time.monotonic() < deadline, "the new key was never accepted"
-        time.sleep(0.2)
+    wait_until("the new API key", lambda: accepts(up.env["TETHER_URL"], key), 30)
     clients = {up.env["TETHER_NAMESPACE"]: up.sdk, other: sdk_client(up.env["TETHER_URL"], key)}
     started = {}
     for namespace, client in clients.items():
@@ -457,39 +419,20 @@ def test_two_tenants_running_at_once_share_no_sandbox_address_or_file(up):
 # -- helm upgrade -------------------------------------------------------------------------------
 
 
-def helm(up: Up, *args: str) -> str:
-    done = subprocess.run(
-        [str(HELM), f"--kubeconfig={up.env['KUBECONFIG']}", "-n", "tether-system", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_helm_upgrade_to_a_new_image_rolls_the_gateway_without_losing_a_run(up):
-    parts = NodeParts.from_cache()
-    socket_path = up.state / "cluster" / "node" / "containerd" / "containerd.sock"
     for target in ("operator", "gateway"):  # version 2 of both, as a registry would hold it
-        subprocess.run(
-            [
-                str(parts.ctr), "--address", str(socket_path), "-n", "k8s.io", "images", "tag",
-                "--force", f"tether.local/tether-{target}:dev", f"tether.local/tether-{target}:v2",
-            ],
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
+        up.ctr("images", "tag", "--force", f"tether.local/tether-{target}:dev",
+               f"tether.local/tether-{target}:v2")  # fmt: skip
     running = up.sdk.interactions.create(model="echo", input="/sleep 8", background=True)
-    helm(up, "upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
-         "--set", "image.tag=v2", "--wait", "--timeout", "3m")  # fmt: skip
+    up.helm("upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
+            "--set", "image.tag=v2", "--wait", "--timeout", "3m")  # fmt: skip
     pods = json.loads(up.kubectl("get", "pods", "-n", "tether-system", "-o", "json"))["items"]
     images = {c["image"] for pod in pods for c in pod["spec"]["containers"]}
     assert {"tether.local/tether-operator:v2", "tether.local/tether-gateway:v2"} <= images
     assert wait_until_ended(up.sdk, running.id).status == "completed"
     assert up.sdk.interactions.create(model="echo", input="after").output_text == "after"
-    helm(up, "upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
-         "--set", "image.tag=dev", "--wait", "--timeout", "3m")  # fmt: skip
+    up.helm("upgrade", "tether", str(ROOT / "charts" / "tether"), "--reuse-values",
+            "--set", "image.tag=dev", "--wait", "--timeout", "3m")  # fmt: skip
 
 
 # -- make down, make up again --------------------------------------------------------------------
@@ -523,7 +466,7 @@ def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
 
     # helm uninstall: Tether's pods go; the Redis claim (helm.sh/resource-policy: keep) and
     # the CRDs with every Interaction stay
-    helm(up, "uninstall", "tether", "--wait", "--timeout", "2m")
+    up.helm("uninstall", "tether", "--wait", "--timeout", "2m")
     up.kubectl("wait", "--for=delete", "pods", "--all", "-n", "tether-system", "--timeout=90s")
     left = json.loads(up.kubectl("get", "deployments,pods", "-n", "tether-system", "-o", "json"))
     assert left["items"] == []
@@ -551,22 +494,10 @@ def test_make_down_puts_the_host_back_after_make_up_was_killed(up, before):
     assert processes_from(CACHE) == running
 
 
-class AnotherGateway(http.server.BaseHTTPRequestHandler):
-    """Something else on the port that answers /healthz, as another Tether would."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.mark.parametrize("other", ["listener", "gateway"])
 def test_up_on_a_taken_port_says_so_in_one_line_and_starts_nothing(tmp_path, other):
     if other == "gateway":
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnotherGateway)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]
         close = lambda: (server.shutdown(), server.server_close())  # noqa: E731

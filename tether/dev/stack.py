@@ -97,9 +97,13 @@ def openai_model(environ: dict[str, str], namespace: str) -> dict[str, Any] | No
 def default_agent(environ: dict[str, str]) -> dict[str, Any]:
     """`eva`, the general-purpose agent; hosted agent ids resolve to it."""
     [eva] = seed("eva")
-    model = resolve_model_id(environ) if environ.get("OPENAI_BASE_URL") else "scripted"
-    eva["spec"]["agentConfig"]["model"] = model
+    eva["spec"]["agentConfig"]["model"] = agent_model(environ)
     return eva
+
+
+def agent_model(environ: dict[str, str]) -> str:
+    """eva's model: the openai-compatible one when OPENAI_BASE_URL is set, else `scripted`."""
+    return resolve_model_id(environ) if environ.get("OPENAI_BASE_URL") else "scripted"
 
 
 def resolve_model_id(environ: dict[str, str]) -> str:

@@ -25,18 +25,17 @@ from typing import Any
 import kubernetes
 
 from tether.crds import ROOT
-from tether.dev.control_plane import Binaries, port_in_use
+from tether.dev.control_plane import Binaries, helm_binary, port_in_use
 from tether.dev.processes import Component, StartupError, wait_until
 from tether.dev.stack import (
     DEFAULT_TENANT,
     SYSTEM_NAMESPACE,
     Cluster,
     accepts,
+    agent_model,
     load_crds,
     openai_model,
-    resolve_model_id,
 )
-from tether.dev.versions import CACHE, HELM_VERSION
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster, recover
 from tether.dev.worker.configs import HOST_ALIAS
@@ -45,7 +44,6 @@ from tether.dev.worker.parts import NodeParts
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
 RELEASE = "tether"
 CHART = ROOT / "charts" / "tether"
-HELM = CACHE / f"helm-v{HELM_VERSION}" / "bin" / "helm"
 log = logging.getLogger("tether.dev.up")
 
 
@@ -91,7 +89,7 @@ class LocalTether(Component):
     def _start(self) -> None:
         parts = NodeParts.from_cache()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            built = pool.submit(self._build, parts)  # while the cluster starts
+            built = pool.submit(images.build_all, parts, redis=True)  # as the cluster starts
             self.cluster = LocalCluster(self.state / "cluster", crds=load_crds()).start()
             log.warning("cluster up")
             image_ids = built.result()
@@ -105,13 +103,13 @@ class LocalTether(Component):
         cluster = Cluster(control_plane.api_client())
         cluster.namespace(SYSTEM_NAMESPACE)
         cluster.openai_credentials(self.environ)
-        agent_model = "scripted"
         if model := openai_model(self.environ, SYSTEM_NAMESPACE):
             model["spec"]["endpoint"] = from_pods(model["spec"]["endpoint"])
             cluster.apply(model)
-            agent_model = resolve_model_id(self.environ)
         values = self.state / "values.json"
-        values.write_text(json.dumps(release_values(self.port, agent_model), indent=2))
+        values.write_text(
+            json.dumps(release_values(self.port, agent_model(self.environ)), indent=2)
+        )
         self.helm(
             "upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NAMESPACE,
             "--skip-crds", "--values", str(values), "--wait", "--timeout", "5m",
@@ -123,12 +121,9 @@ class LocalTether(Component):
         self.api_key = base64.b64decode(secret.data["key"]).decode()
         wait_until("the gateway on the host", lambda: accepts(self.url, self.api_key), 60)
 
-    def _build(self, parts: NodeParts) -> dict[str, str]:
-        return {**images.build_all(parts), images.REDIS_IMAGE: images.build_redis(parts)}
-
     def helm(self, *args: str) -> str:
         kubeconfig = self.cluster.control_plane.kubeconfig
-        argv = [str(HELM), f"--kubeconfig={kubeconfig}", *args]
+        argv = [str(helm_binary()), f"--kubeconfig={kubeconfig}", *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise StartupError(f"helm {' '.join(args[:2])}: {done.stderr.strip()}")

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from tether.crds import ROOT
 from tether.dev.versions import CACHE
 
 from .parts import NodeParts
@@ -79,7 +80,6 @@ def files_digest(files: Mapping[str, Path], entrypoint: list[str]) -> str:
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 BASE_ROOTFS = CACHE / "base" / "bookworm-python3.11"
 TARGETS = ("operator", "gateway", "sandbox")
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def image_name(target: str, tag: str = "dev") -> str:
@@ -148,22 +148,21 @@ def build(parts: NodeParts, name: str, file: Path, target: str | None = None) ->
     return buildah(parts, "images", "--quiet", "--no-trunc", name)
 
 
-def build_all(parts: NodeParts) -> dict[str, str]:
-    """Every target of the Dockerfile, on the stand-in base if need be: image name -> id."""
-    stand_in_base(parts)
-    return {
-        image_name(target): build(parts, image_name(target), ROOT / "Dockerfile", target)
-        for target in TARGETS
-    }
-
-
 REDIS_IMAGE = "tether.local/redis:7"
 """What stands in for the chart's `redis:7.4-alpine` here: Debian's Redis 7."""
 
 
-def build_redis(parts: NodeParts) -> str:
+def build_all(parts: NodeParts, redis: bool = False) -> dict[str, str]:
+    """Every target of the Dockerfile, and with `redis` the local stack's Redis, on the stand-in
+    base if need be: image name -> id."""
     stand_in_base(parts)
-    return build(parts, REDIS_IMAGE, Path(__file__).with_name("redis.Dockerfile"))
+    built = {
+        image_name(target): build(parts, image_name(target), ROOT / "Dockerfile", target)
+        for target in TARGETS
+    }
+    if redis:
+        built[REDIS_IMAGE] = build(parts, REDIS_IMAGE, Path(__file__).with_name("redis.Dockerfile"))
+    return built
 
 
 def main() -> None:

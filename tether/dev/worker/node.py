@@ -191,13 +191,17 @@ class WorkerNode(Component):
         """Import image `name` from `archive()` unless containerd holds this `version` of it (an
         image id, or a digest of its files) already; whether it imported."""
         record = json.loads(self.paths.imported.read_text()) if self.paths.imported.exists() else {}
-        held = self.ctr("-n", "k8s.io", "images", "ls", "--quiet", f"name=={name}").stdout.strip()
-        if record.get(name) == version and held:
+        if record.get(name) == version and self._holds(name):
             return False
         self.load_image(archive())
         record[name] = version
         self.paths.imported.write_text(json.dumps(record, indent=2, sort_keys=True))
         return True
+
+    def _holds(self, name: str) -> bool:
+        return bool(
+            self.ctr("-n", "k8s.io", "images", "ls", "--quiet", f"name=={name}").stdout.strip()
+        )
 
     def provide_scratch(self, name: str, files: dict[str, Path], entrypoint: list[str]) -> bool:
         """An image FROM scratch of `files` (path in the image -> host file), imported once."""
