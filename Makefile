@@ -28,12 +28,12 @@ control-plane:
 node-parts:
 	@scripts/node.sh
 
-## Debian packages the local stack runs: redis-server, and bubblewrap for the dev node.
+## Debian packages the test stack runs on the host: redis-server.
 system-deps:
-	@command -v redis-server >/dev/null && command -v bwrap >/dev/null || { \
-	  echo "installing redis-server and bubblewrap"; \
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq redis-server bubblewrap >/dev/null; }
+	    apt-get install -y -qq redis-server >/dev/null; }
 
 ## Regenerate crds/ from the pydantic models in tether/api.
 crds: venv
@@ -56,12 +56,12 @@ test: venv control-plane node-parts system-deps
 
 ## The fault and load suite (under 5 min): kills the operator, gateway, Redis and API server of
 ## a stack of its own under load, then checks every run ended exactly once. CHAOS_* tune it.
-chaos: venv control-plane system-deps
+chaos: venv control-plane node-parts system-deps
 	$(VENV)/bin/pytest tests/chaos $(PYTEST_ARGS)
 
 ## The fuzzing alone (part of `make test`): schemathesis from /openapi.json, seeded, and the
 ## hand-written hostile inputs, each in a tenant of its own; prints how many requests it sent.
-fuzz: venv control-plane system-deps
+fuzz: venv control-plane node-parts system-deps
 	$(VENV)/bin/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
 
 check: lint crds-check test
@@ -80,7 +80,7 @@ demo: venv
 	@$(PY) -m tether.dev.demo
 
 ## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
-bench: venv control-plane system-deps
+bench: venv control-plane node-parts system-deps
 	$(PY) bench/overhead.py
 
 ## make up's start, cold and warm, and agent-run start latency on the real node under runc

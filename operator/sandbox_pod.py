@@ -44,8 +44,6 @@ class Placement:
     gateway_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-gateway"),)
     gateway_port: int = 8081
     """The gateway's internal port: the only one of it a sandbox reaches."""
-    node_name: str | None = None
-    """Bind straight to this node (the dev node), bypassing the scheduler."""
     runtime_class_name: str | None = None
     """The platform's RuntimeClass: when set, every sandbox runs under it."""
     allowed_images: tuple[str, ...] = ()
@@ -64,7 +62,6 @@ class Placement:
             gateway_url=settings.gateway_url,
             gateway_namespace=settings.system_namespace,
             gateway_port=urllib.parse.urlsplit(settings.gateway_url).port or 80,
-            node_name=settings.sandbox_node_name,
             runtime_class_name=policy.runtime_class_name,
             allowed_images=policy.allowed_images,
             max_limits=tuple(policy.max_limits.items()),
@@ -217,13 +214,13 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                 ],
                 "resources": copy.deepcopy(AGENT_RESOURCES),
                 "securityContext": _locked_down(),
+                # a crash's last log lines become its status message, and the run's error
+                "terminationMessagePolicy": "FallbackToLogsOnError",
             },
         ],
     }
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
-    if place.node_name:
-        spec["nodeName"] = place.node_name
     metadata = _metadata(interaction)
     if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
         metadata["annotations"] = {ACCEPTED_ANNOTATION: accepted}  # for start-latency metrics
@@ -261,17 +258,7 @@ def sandbox_network_policy(
             ],
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         },
-        {
-            "to": [
-                {
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": place.gateway_namespace}
-                    },
-                    "podSelector": {"matchLabels": dict(place.gateway_labels)},
-                }
-            ],
-            "ports": [{"protocol": "TCP", "port": place.gateway_port}],
-        },
+        {"to": _gateway(place), "ports": [{"protocol": "TCP", "port": place.gateway_port}]},
     ]
     network = run.environment.network
     blocks = [] if network in (None, "disabled") else _cidrs(network.domains(), place.named_hosts)
@@ -288,6 +275,22 @@ def sandbox_network_policy(
             "egress": egress,
         },
     }
+
+
+def _gateway(place: Placement) -> list[dict[str, Any]]:
+    """The gateway's pods; or, when the gateway URL names one of the platform's named hosts (a
+    gateway outside the cluster, as the test stack runs it), that host's addresses."""
+    host = urllib.parse.urlsplit(place.gateway_url).hostname
+    if cidrs := dict(place.named_hosts).get(host or ""):
+        return [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+    return [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": place.gateway_namespace}
+            },
+            "podSelector": {"matchLabels": dict(place.gateway_labels)},
+        }
+    ]
 
 
 def _cidrs(entries: list[str], named_hosts: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:

@@ -6,23 +6,36 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tether.dev.control_plane import ControlPlane
 from tether.dev.stack import DevStack, load_crds
+from tether.dev.worker.cluster import LocalCluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a cluster of their own run first, before the session's cluster holds
+    the host's one node (its bridge, cgroups and chains)."""
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
 
 
 @pytest.fixture(scope="session")
-def control_plane():
-    """A real etcd + kube-apiserver + kube-controller-manager, with the committed CRDs installed."""
-    with ControlPlane(crds=load_crds()) as cp:
-        yield cp
+def cluster():
+    """A real etcd + kube-apiserver + kube-controller-manager with the committed CRDs, and a real
+    node (containerd, kubelet, NetworkPolicies, gVisor) on its own bridge. Needs root."""
+    with LocalCluster(crds=load_crds()) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")
-def stack(control_plane, tmp_path_factory):
-    """Redis, the operator and the gateway as real processes against the real control plane."""
+def control_plane(cluster):
+    return cluster.control_plane
+
+
+@pytest.fixture(scope="session")
+def stack(cluster, tmp_path_factory):
+    """Redis, the operator and the gateway as real processes against the real cluster;
+    sandboxes are pods on its node."""
     stack = DevStack(
         tmp_path_factory.mktemp("stack"),
-        control_plane=control_plane,
+        local=cluster,
         environ={**os.environ, "TETHER_KEEPALIVE_SECONDS": "0.5"},
     ).start()
     yield stack

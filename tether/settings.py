@@ -59,7 +59,5 @@ class Settings(BaseSettings):
     sandbox_named_hosts: dict[str, list[str]] = {}
     """Host names an allowlist may name whose addresses the platform knows (JSON: name -> CIDRs,
     as the NetworkPolicy enforcer sees them); a sandbox's NetworkPolicy opens them for it."""
-    sandbox_node_name: str | None = None
-    """Bind sandboxes to this node (the dev node) instead of scheduling them."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""

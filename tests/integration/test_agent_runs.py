@@ -158,7 +158,11 @@ def test_cancel_deletes_the_sandbox(stack, client, script):
         assert time.monotonic() < deadline, "the sandbox never ran"
         time.sleep(0.1)
     assert client.interactions.cancel(started.id).status == "cancelled"
-    deadline = time.monotonic() + 20
+    wait_for_no_sandbox(stack)
+
+
+def wait_for_no_sandbox(stack, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
     while sandbox_pods(stack):
         assert time.monotonic() < deadline, "the sandbox pod outlived the cancel"
         time.sleep(0.1)
@@ -260,6 +264,7 @@ def test_a_running_sandboxs_log_is_readable_through_the_gateway(stack, client, a
     assert logs.status_code == 200
     assert "agent loop started" in logs.text
     client.interactions.cancel(started.id)
+    wait_for_no_sandbox(stack)  # a real pod stops within its grace period, logs readable
     gone = httpx.get(f"{stack.url}/v1/interactions/{started.id}/logs", headers=headers)
     assert gone.status_code == 404
 

@@ -9,17 +9,14 @@ import os
 import pytest
 
 from tether.dev.worker import images
-from tether.dev.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def node():
-    with LocalCluster() as local:
-        for name in images.build_all(local.node.parts):
-            local.node.load_image(images.archive(local.node.parts, name))
-        yield local.node
+def node(cluster):
+    cluster.node.provide_built(images.build_all(cluster.node.parts))
+    return cluster.node
 
 
 def run_once(node, name: str, image: str, script: str, **spec) -> str:

@@ -34,7 +34,7 @@ from tether.dev.worker.configs import HOST_ALIAS
 from tether.dev.worker.host import HostState
 from tether.dev.worker.parts import NodeParts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 
 
 def cli(state: Path, *args: str, port: int) -> subprocess.CompletedProcess:

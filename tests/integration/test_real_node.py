@@ -6,30 +6,31 @@ scheduled by kube-scheduler and run by runc in real containers on the node's bri
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import ipaddress
 import json
 import os
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import kubernetes
 import pytest
 
+from tether.dev import pki
 from tether.dev.control_plane import ControlPlane, KubectlError
+from tether.dev.processes import StartupError
 from tether.dev.worker import storage
 from tether.dev.worker.cluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 BUSYBOX = storage.HELPER_IMAGE
 """Every node holds it (local-path-provisioner's helper)."""
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    with LocalCluster() as local:
-        yield local.control_plane, local.node
 
 
 def busybox_pod(name: str, script: str) -> dict:
@@ -80,7 +81,7 @@ def deny_egress(pod: str, allow_dns: bool = False) -> dict:
 
 
 def test_the_node_registers_with_tls_and_reports_its_runtime(cluster):
-    control_plane, node = cluster
+    control_plane, node = cluster.control_plane, cluster.node
     core = kubernetes.client.CoreV1Api(control_plane.api_client())
     status = core.read_node(node.name).status
     assert {c.type: c.status for c in status.conditions}["Ready"] == "True"
@@ -93,7 +94,7 @@ def test_the_node_registers_with_tls_and_reports_its_runtime(cluster):
 
 
 def test_the_kubelet_answers_no_one_without_a_certificate(cluster):
-    control_plane, node = cluster
+    control_plane, node = cluster.control_plane, cluster.node
     port = (
         kubernetes.client.CoreV1Api(control_plane.api_client())
         .read_node(node.name)
@@ -107,8 +108,82 @@ def test_the_kubelet_answers_no_one_without_a_certificate(cluster):
     assert refused.value.code == 401
 
 
+def test_a_second_cluster_on_the_host_is_refused_and_leaves_the_first_running(cluster):
+    with pytest.raises(StartupError, match="another local cluster holds this host's node"):
+        LocalCluster().start()
+    assert cluster.control_plane.kubectl("get", "--raw", "/readyz") == "ok"
+    assert (
+        cluster.control_plane.kubectl(
+            "get", "--raw", f"/api/v1/nodes/{cluster.node.name}/proxy/healthz"
+        )
+        == "ok"
+    )
+
+
+@contextlib.contextmanager
+def https_server(
+    identity: pki.KeyPair, address: str, folder: Path
+) -> Iterator[tuple[int, list[str]]]:
+    """An HTTPS server at `address` with this certificate: its port, and the paths asked."""
+    asked: list[str] = []
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"an impostor answered")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    (folder / "tls.crt").write_bytes(identity.cert)
+    (folder / "tls.key").write_bytes(identity.key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+    server = http.server.ThreadingHTTPServer((address, 0), Answer)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_api_server_talks_only_to_kubelets_the_cluster_ca_signed(cluster, tmp_path):
+    """A Node whose address leads to a server holding another CA's certificate gets nothing
+    through the API server: logs, exec and port-forward all take the node proxy's path."""
+    control_plane = cluster.control_plane
+    core = kubernetes.client.CoreV1Api(control_plane.api_client())
+    address = cluster.network.node_ip  # the API server proxies to no loopback address
+    identity = pki.node(pki.generate().ca, "impostor", address).serving
+    with https_server(identity, address, tmp_path) as (port, asked):
+        core.create_node(
+            {
+                "metadata": {"name": "impostor"},
+                "spec": {  # never a place for the other tests' pods
+                    "unschedulable": True,
+                    "taints": [{"key": "tether.dev/impostor", "effect": "NoSchedule"}],
+                },
+            }
+        )
+        try:
+            status = {
+                "addresses": [{"type": "InternalIP", "address": address}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+            }
+            core.patch_node_status("impostor", {"status": status})
+            with pytest.raises(KubectlError) as refused:
+                control_plane.kubectl("get", "--raw", "/api/v1/nodes/impostor/proxy/pods")
+        finally:
+            core.delete_node("impostor")
+    assert "certificate signed by unknown authority" in str(refused.value)
+    assert asked == []
+
+
 def test_a_pod_runs_in_a_container_on_the_node_with_logs_and_exec(cluster):
-    control_plane, node = cluster
+    control_plane, node = cluster.control_plane, cluster.node
     pod = busybox_pod(
         "hello", "echo hello from $(/bin/busybox hostname); exec /bin/busybox sleep 3600"
     )
@@ -129,7 +204,7 @@ def test_a_pod_runs_in_a_container_on_the_node_with_logs_and_exec(cluster):
 
 
 def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
-    control_plane, _ = cluster
+    control_plane = cluster.control_plane
     server = busybox_pod(
         "web",
         "/bin/busybox mkdir -p /www && echo served-by-web > /www/index.html"
@@ -194,7 +269,7 @@ def _succeeds(control_plane: ControlPlane, *args: str) -> bool:
 
 
 def test_a_pod_of_runtime_class_gvisor_runs_on_its_own_kernel(cluster):
-    control_plane, _ = cluster
+    control_plane = cluster.control_plane
     pod = busybox_pod("sandboxed", "exec /bin/busybox sleep 3600")
     pod["spec"]["runtimeClassName"] = "gvisor"
     control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))

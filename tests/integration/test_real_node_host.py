@@ -15,7 +15,7 @@ from tether.dev.versions import CACHE
 from tether.dev.worker.cluster import LocalCluster
 from tether.dev.worker.host import HostState
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 
 
 def processes_from(folder: Path) -> list[str]:

@@ -8,12 +8,13 @@ import csv
 import io
 
 from tether.dev import demo
+from tether.dev.worker.configs import HOST_ALIAS
 
 
 def test_the_pricing_comparison_runs_in_the_background_and_leaves_a_csv(stack, client, api_key):
-    with demo.pricing_pages() as base_url:
+    with demo.pricing_pages(HOST_ALIAS) as base_url:
         stack.cluster.apply(demo.scripted_model("tenant-a", base_url))
-        result = demo.run(client, stack.url, api_key, "127.0.0.1")
+        result = demo.run(client, stack.url, api_key, HOST_ALIAS)
     assert result.status == "completed"
     assert result.events_before_cut >= 1 and result.events_after_resume >= 5
     rows = list(csv.DictReader(io.StringIO(result.csv)))

@@ -27,11 +27,15 @@ def workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def supervised(workdir):
-    """A stack with its own control plane, every process of it under the supervisor."""
-    stack = DevStack(workdir, supervise=True).start()
-    yield stack
+def supervised(workdir, cluster, stack):
+    """A stack of its own on the session's cluster, every process of it (the control plane's
+    included) under the supervisor. The session's stack is stopped meanwhile: a cluster has one
+    operator."""
     stack.stop()
+    supervised = DevStack(workdir, local=cluster, supervise=True).start()
+    yield supervised
+    supervised.stop()
+    stack.start()
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +131,11 @@ def kept(supervised, key, workdir):
 
 
 @pytest.fixture(scope="module")
-def restarted(supervised, kept, workdir):
-    """Stop the first stack whole, start another on its directory, and SIGKILL the new
-    operator while it is still starting."""
+def restarted(supervised, kept, workdir, cluster):
+    """Stop the first stack whole (its cluster aside), start another on its directory, and
+    SIGKILL the new operator while it is still starting."""
     supervised.stop()
-    stack = DevStack(workdir, supervise=True)
+    stack = DevStack(workdir, local=cluster, supervise=True)
     failures = []
 
     def start() -> None:

@@ -206,7 +206,9 @@ class ControlPlane(Component):
                 # `make up` serves the gateway on a NodePort at TETHER_PORT, which may be any port.
                 "--service-node-port-range=1024-65535",
                 "--authorization-mode=Node,RBAC",
-                # kubectl logs and exec: the API server calls kubelets as a client the CA signed.
+                # kubectl logs and exec: the API server calls kubelets as a client the CA signed,
+                # and talks only to kubelets whose serving certificate the CA signed.
+                f"--kubelet-certificate-authority={d / 'ca.crt'}",
                 f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
                 f"--kubelet-client-key={d / 'kubelet-client.key'}",
                 "--kubelet-preferred-address-types=InternalIP",

@@ -176,6 +176,8 @@ class Supervisor:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
+        for service in self.services.values():
+            service.supervised = False  # nothing brings it back any more
 
     def _run(self) -> None:
         while not self._stopping.wait(0.1):

@@ -1,9 +1,11 @@
-"""The whole stack on one machine as local processes: a real control plane, Redis, the operator
-and the gateway, for the tests (fast to start, each component killable). `make up` runs the
-chart on a real node instead: tether.dev.up."""
+"""The stack for the tests: a real control plane and node (LocalCluster), with Redis, the operator
+and the gateway as local processes (fast to start, each one killable). Sandboxes are pods on the
+node, from the sandbox image built here; they reach the gateway's internal port on the host's
+loopback through HOST_ALIAS. `make up` runs the chart instead: tether.dev.up."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -17,7 +19,6 @@ from typing import Any
 
 import kubernetes
 import redis
-import urllib3
 import yaml
 from kubernetes.dynamic import DynamicClient
 from redis.backoff import NoBackoff
@@ -34,9 +35,11 @@ from tether.dev.processes import (
     http_ok,
     wait_until,
 )
+from tether.dev.worker import images
+from tether.dev.worker.cluster import LocalCluster
+from tether.dev.worker.configs import HOST_ALIAS
 
 SYSTEM_NAMESPACE = "tether-system"
-DEV_NODE = "tether-dev-node"
 DEFAULT_TENANT = "tenant-default"
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
 SEED_DIR = ROOT / "charts" / "tether" / "seed"
@@ -162,37 +165,36 @@ COMPONENTS = (
     "kube-apiserver",
     "kube-controller-manager",
     "redis",
-    "devnode",
     "operator",
     "gateway",
 )
 
 
 class DevStack(Component):
-    """Control plane + Redis + dev node + operator + gateway, each a child process that dies with
-    us. With `supervise=True`, a background supervisor restarts any of them that dies, at any
-    moment (start-up included), on the same ports and data directories."""
+    """LocalCluster + Redis + operator + gateway, each process a child that dies with us. With
+    `supervise=True`, a background supervisor restarts any of them that dies (the node's own
+    parts aside), at any moment (start-up included), on the same ports and data directories."""
 
     def __init__(
         self,
         workdir: Path,
-        control_plane: ControlPlane | None = None,
+        local: LocalCluster | None = None,
         port: int | None = None,
         environ: dict[str, str] | None = None,
         supervise: bool = False,
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
-        self.control_plane = control_plane
-        self._own_control_plane = control_plane is None
+        self.local = local
+        self._own_local = local is None
         self.port = port or free_port()
         self.internal_port = free_port()
         self.environ = dict(os.environ if environ is None else environ)
         self.redis_port = free_port()
         self.metrics_port = free_port()
-        self.kubelet_port = free_port()
         self.run_token_key = self.environ.get("TETHER_RUN_TOKEN_KEY") or secrets.token_hex(32)
-        self.supervisor = Supervisor() if supervise else None
+        self.supervise = supervise
+        self.supervisor: Supervisor | None = None
         self.services: dict[str, Service] = {}
         self._redis = redis.Redis(
             port=self.redis_port, socket_timeout=2, retry=Retry(NoBackoff(), 0)
@@ -206,6 +208,11 @@ class DevStack(Component):
     def internal_url(self) -> str:
         """The gateway's internal API, where sandboxes call home."""
         return f"http://127.0.0.1:{self.internal_port}"
+
+    @property
+    def control_plane(self) -> ControlPlane:
+        assert self.local is not None and self.local.control_plane is not None, "not started"
+        return self.local.control_plane
 
     @property
     def redis_url(self) -> str:
@@ -230,17 +237,16 @@ class DevStack(Component):
         if port_in_use(self.port):
             raise StartupError(f"port {self.port} is in use by another program")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.supervisor is not None:
-            self.supervisor.start()
-        if self.control_plane is None:
-            self.control_plane = ControlPlane(
-                workdir=self.workdir / "control-plane",
-                crds=load_crds(),
-                supervisor=self.supervisor,
-            ).start()
+        if self.supervise:  # one per start: a stopped stack can be started again
+            self.supervisor = Supervisor().start()
+        if self.local is None:
+            # a cluster of its own lives as long as the stack (a temporary folder)
+            self.local = LocalCluster(crds=load_crds(), supervisor=self.supervisor).start()
         elif self.supervisor is not None:
             for service in self.control_plane.services.values():
                 self.supervisor.watch(service)
+        node = self.local.node
+        node.provide_built(images.build_all(node.parts, targets=["sandbox"]))
         self.cluster = Cluster(self.control_plane.api_client())
         self._start_redis()
         self.cluster.namespace(SYSTEM_NAMESPACE)
@@ -248,7 +254,6 @@ class DevStack(Component):
         for model in default_models(self.environ):
             self.cluster.apply(model)
         self.cluster.apply(default_agent(self.environ))
-        self.start_devnode()
         self.start_operator()
         self.start_gateway()
 
@@ -263,8 +268,9 @@ class DevStack(Component):
             "TETHER_INTERNAL_PORT": str(self.internal_port),
             "TETHER_METRICS_PORT": str(self.metrics_port),
             "TETHER_RUN_TOKEN_KEY": self.run_token_key,
-            "TETHER_GATEWAY_URL": self.internal_url,
-            "TETHER_SANDBOX_NODE_NAME": DEV_NODE,
+            "TETHER_GATEWAY_URL": f"http://{HOST_ALIAS}:{self.internal_port}",
+            "TETHER_SANDBOX_NAMED_HOSTS": json.dumps({HOST_ALIAS: ["127.0.0.1/32"]}),
+            "TETHER_SANDBOX_IMAGE": images.image_name("sandbox"),
         }
 
     def _start_redis(self) -> None:
@@ -282,23 +288,6 @@ class DevStack(Component):
             return bool(self._redis.ping())
         except (redis.ConnectionError, redis.TimeoutError):  # down, or still loading its file
             return False
-
-    def start_devnode(self) -> None:
-        """The process-based stand-in for a kubelet (dev only, no isolation)."""
-        core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
-        self._python(
-            "devnode",
-            [
-                "tether.dev.node",
-                "--name",
-                DEV_NODE,
-                "--workdir",
-                str(self.workdir / "devnode"),
-                "--logs-port",
-                str(self.kubelet_port),
-            ],
-            lambda: _node_ready(core, DEV_NODE),
-        )
 
     def start_operator(self) -> None:
         self._python("operator", ["tether.operator"], lambda: http_ok(self.operator_metrics_url))
@@ -327,7 +316,8 @@ class DevStack(Component):
             service.stop()
 
     def _components(self) -> dict[str, Service]:
-        ours = self.control_plane.services if self.control_plane is not None else {}
+        plane = self.local.control_plane if self.local is not None else None
+        ours = plane.services if plane is not None else {}
         return {**ours, **self.services}
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -343,7 +333,7 @@ class DevStack(Component):
 
     def wait_healthy(self, timeout: float = 60) -> None:
         """Return once every component runs and answers (API server /readyz, Redis PING, operator
-        metrics, gateway /healthz, dev node Ready)."""
+        metrics, gateway /healthz)."""
         deadline = time.monotonic() + timeout
         while True:
             sick = [name for name, s in self._components().items() if not s.healthy()]
@@ -364,11 +354,12 @@ class DevStack(Component):
         """Stop the supervisor first, so that nothing is started again, then every component."""
         if self.supervisor is not None:
             self.supervisor.stop()
-        for name in ("gateway", "operator", "devnode", "redis"):
+        for name in ("gateway", "operator", "redis"):
             self.stop_service(name)
         self._redis.close()
-        if self._own_control_plane and self.control_plane is not None:
-            self.control_plane.stop()
+        if self._own_local and self.local is not None:
+            self.local.stop()
+            self.local = None
 
 
 def accepts(url: str, key: str) -> bool:
@@ -381,11 +372,3 @@ def accepts(url: str, key: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def _node_ready(core: kubernetes.client.CoreV1Api, name: str) -> bool:
-    try:
-        node = core.read_node(name)
-    except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError):
-        return False
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])

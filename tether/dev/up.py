@@ -94,10 +94,8 @@ class LocalTether(Component):
             log.warning("cluster up")
             image_ids = built.result()
             log.warning("images built")
-        node = self.cluster.node
-        for name, image_id in image_ids.items():
-            if node.provide(name, image_id, lambda name=name: images.archive(parts, name)):
-                log.warning("imported %s", name)
+        for name in self.cluster.node.provide_built(image_ids):
+            log.warning("imported %s", name)
         log.warning("images in the node")
         control_plane = self.cluster.control_plane
         cluster = Cluster(control_plane.api_client())

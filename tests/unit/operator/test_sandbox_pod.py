@@ -66,6 +66,11 @@ def test_both_containers_run_locked_down_and_bounded():
     assert pod["spec"]["restartPolicy"] == "Never"
 
 
+def test_a_crashed_agent_leaves_its_last_log_lines_in_its_status():
+    agent = containers(sandbox_pod(IX, run(), PLACE))["agent"]
+    assert agent["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
 def test_the_workspace_is_a_sidecar_so_the_pod_ends_with_the_agent():
     pod = sandbox_pod(IX, run(), PLACE)
     [sidecar] = pod["spec"]["initContainers"]
@@ -185,6 +190,21 @@ def test_a_named_host_opens_the_addresses_the_platform_gives_it_only_when_allowl
     assert named["egress"][2] == {"to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}]}
     other = sandbox_network_policy(IX, run(network={"allowlist": ["example.com"]}), place)
     assert len(other["spec"]["egress"]) == 2
+
+
+def test_a_gateway_at_a_named_host_is_reached_at_its_addresses_on_the_internal_port_only():
+    place = replace(
+        PLACE,
+        gateway_url="http://host.tether.internal:41234",
+        gateway_port=41234,
+        named_hosts=(("host.tether.internal", ("127.0.0.1/32",)),),
+    )
+    policy = sandbox_network_policy(IX, run(network="disabled"), place)["spec"]
+    assert policy["egress"][1] == {
+        "to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
+        "ports": [{"protocol": "TCP", "port": 41234}],
+    }
+    assert len(policy["egress"]) == 2  # the named host itself stays closed on other ports
 
 
 def test_builders_do_not_share_state_between_calls():

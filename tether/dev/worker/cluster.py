@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.dev.control_plane import ControlPlane
-from tether.dev.processes import Component, Supervisor
+from tether.dev.processes import Component, StartupError, Supervisor
 
 from .configs import NodeNetwork
 from .host import HostState, kill_cgroup_members, write_sysctl
@@ -42,6 +42,11 @@ class LocalCluster(Component):
 
     def _start(self) -> None:
         recover(self.workdir)
+        if Path(f"/sys/class/net/{self.network.bridge}").exists():
+            raise StartupError(
+                f"another local cluster holds this host's node (its bridge {self.network.bridge} "
+                "exists): one runs at a time; stop the other first (`make down` for make up's)"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = HostState.observe()
         self.host.save(self.host_file)

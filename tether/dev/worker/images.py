@@ -7,10 +7,11 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tether.crds import ROOT
+from tether.dev.processes import StartupError
 from tether.dev.versions import CACHE
 
 from .parts import NodeParts
@@ -32,7 +33,10 @@ def buildah(parts: NodeParts, *args: str) -> str:
         "overlay",
         *args,
     ]
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise StartupError(f"buildah {args[0]} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout.strip()
 
 
 def pause_binary() -> Path:
@@ -152,13 +156,15 @@ REDIS_IMAGE = "tether.local/redis:7"
 """What stands in for the chart's `redis:7.4-alpine` here: Debian's Redis 7."""
 
 
-def build_all(parts: NodeParts, redis: bool = False) -> dict[str, str]:
-    """Every target of the Dockerfile, and with `redis` the local stack's Redis, on the stand-in
-    base if need be: image name -> id."""
+def build_all(
+    parts: NodeParts, targets: Iterable[str] = TARGETS, redis: bool = False
+) -> dict[str, str]:
+    """The Dockerfile's `targets`, and with `redis` the local stack's Redis, on the stand-in base
+    if need be: image name -> id."""
     stand_in_base(parts)
     built = {
         image_name(target): build(parts, image_name(target), ROOT / "Dockerfile", target)
-        for target in TARGETS
+        for target in targets
     }
     if redis:
         built[REDIS_IMAGE] = build(parts, REDIS_IMAGE, Path(__file__).with_name("redis.Dockerfile"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import kubernetes
@@ -197,6 +197,15 @@ class WorkerNode(Component):
         record[name] = version
         self.paths.imported.write_text(json.dumps(record, indent=2, sort_keys=True))
         return True
+
+    def provide_built(self, built: Mapping[str, str]) -> list[str]:
+        """Import each image buildah built (name -> image id) that containerd lacks in that
+        version; the names imported."""
+        return [
+            name
+            for name, image_id in built.items()
+            if self.provide(name, image_id, lambda name=name: images.archive(self.parts, name))
+        ]
 
     def _holds(self, name: str) -> bool:
         return bool(
