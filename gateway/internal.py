@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import run_tokens, workspace_archive
-from tether.api.interaction import ACCEPTED_ANNOTATION, TERMINAL_PHASES, Error, Step
+from tether.api.interaction import (
+    ACCEPTED_ANNOTATION,
+    REPORTED_ANNOTATION,
+    TERMINAL_PHASES,
+    Error,
+    Step,
+)
 from tether.api.internal import (
     FILES_LIMIT,
     FunctionCall,
@@ -34,6 +43,8 @@ from .errors import ApiError, not_found
 from .metrics import SANDBOX_FIRST_CALL
 from .parsing import read_json
 from .state import SETTINGS, STATE, State
+
+log = logging.getLogger("tether.gateway")
 
 RUN = web.RequestKey("run", run_tokens.RunClaims)
 """The claims of the run token the request presented."""
@@ -161,6 +172,11 @@ async def finish(request: web.Request) -> web.Response:
     await state.run_store.set_outcome(
         claims.namespace, claims.name, {"phase": body["phase"], "errors": errors}
     )
+    stamp = {"metadata": {"annotations": {REPORTED_ANNOTATION: str(time.time())}}}
+    try:  # the operator ends the run now; else when the pod ends, as it would without this
+        await state.kube.patch("interactions", claims.namespace, claims.name, stamp)
+    except (ApiException, aiohttp.ClientError, TimeoutError) as error:
+        log.warning("could not mark %s/%s reported: %r", claims.namespace, claims.name, error)
     return web.json_response({})
 
 

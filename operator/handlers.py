@@ -15,7 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
 from tether.api import GROUP, VERSION
-from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
+from tether.api.interaction import CANCEL_ANNOTATION, REPORTED_ANNOTATION, TERMINAL_PHASES
 from tether.errors import RunError
 from tether.kube import Kube, refusal
 from tether.settings import Settings
@@ -84,6 +84,8 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         return
     if not is_agent:
         ctx.runs.start(uid, run_model_interaction(ctx, obj))
+    elif REPORTED_ANNOTATION in body.metadata.annotations:
+        await finish_agent_run(ctx, obj, None)  # it said how it ended; its pod is winding down
     elif sandbox := body.status.get("sandboxPod"):
         if type is None:  # the operator (re)started: is the sandbox still there?
             try:

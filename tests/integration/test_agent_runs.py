@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import sdk_client
 from tests.integration.test_sdk_interactions import wait_until_ended
+from tether.operator.sandbox_pod import INTERACTION_LABEL
 
 
 def install_model(stack, name: str, responses: list[dict]) -> str:
@@ -47,9 +48,12 @@ def agent_run(client, model: str, **extra):
     return wait_until_ended(client, started.id, timeout=60)
 
 
-def sandbox_pods(stack) -> list:
+def sandbox_pods(stack, interaction: str | None = None) -> list:
+    """tenant-a's sandbox pods; with `interaction`, only that run's (a run that has ended may
+    leave its pod winding down for a few seconds)."""
     core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
-    return core.list_namespaced_pod("tenant-a", label_selector="tether.dev/sandbox").items
+    selector = f"{INTERACTION_LABEL}={interaction}" if interaction else "tether.dev/sandbox"
+    return core.list_namespaced_pod("tenant-a", label_selector=selector).items
 
 
 def test_an_agent_writes_runs_and_answers_and_its_files_outlive_the_pod(
@@ -77,9 +81,7 @@ def test_an_agent_writes_runs_and_answers_and_its_files_outlive_the_pod(
     ]
     assert done.steps[4].result == "HELLO SANDBOX"
     assert done.usage.total_tokens > 0
-    assert sandbox_pods(stack) == [] or all(
-        p.metadata.deletion_timestamp for p in sandbox_pods(stack)
-    )
+    wait_for_no_sandbox(stack, done.id)  # and its pod is removed
     headers = {"x-goog-api-key": api_key}
     listed = httpx.get(f"{stack.url}/v1/interactions/{done.id}/files", headers=headers).json()
     assert listed == {"files": [{"path": "notes/hello.txt", "bytes": 13}]}
@@ -148,30 +150,45 @@ def test_the_deadline_ends_the_run_as_incomplete(client, script):
     assert time.monotonic() - started < 30
 
 
+def test_a_run_ends_when_its_agent_reports_not_when_its_pod_has_wound_down(stack, client, script):
+    """A real pod takes seconds to stop after its agent exits (the kubelet notices, then stops
+    the workspace sidecar): the run's end does not wait for that."""
+    model = script("prompt", [{"text": "done at once"}])
+    started = client.interactions.create(
+        agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
+    )
+    events = [e.event_type for e in client.interactions.get(started.id, stream=True)]
+    assert events[-1] == "interaction.completed"
+    [pod] = sandbox_pods(stack, started.id)
+    assert pod.status.phase == "Running"  # still winding down when the client heard the end
+    assert client.interactions.get(started.id).status == "completed"
+
+
 def test_cancel_deletes_the_sandbox(stack, client, script):
     model = script("sleeper", [{"text": "never", "delaySeconds": 60}])
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    deadline = time.monotonic() + 20
-    while not any(p.status.phase == "Running" for p in sandbox_pods(stack)):
-        assert time.monotonic() < deadline, "the sandbox never ran"
-        time.sleep(0.1)
+    wait_for_running_sandbox(stack, started.id)
     assert client.interactions.cancel(started.id).status == "cancelled"
-    wait_for_no_sandbox(stack)
+    wait_for_no_sandbox(stack, started.id)
 
 
-def wait_for_no_sandbox(stack, timeout: float = 20) -> None:
+def wait_for_no_sandbox(stack, interaction: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while sandbox_pods(stack):
-        assert time.monotonic() < deadline, "the sandbox pod outlived the cancel"
+    while sandbox_pods(stack, interaction):
+        assert time.monotonic() < deadline, f"the sandbox pod outlived its run by {timeout}s"
         time.sleep(0.1)
 
 
-def wait_for_running_sandbox(stack, timeout: float = 20):
+def wait_for_running_sandbox(stack, interaction: str, timeout: float = 20):
     deadline = time.monotonic() + timeout
     while True:
-        running = [p for p in sandbox_pods(stack) if p.status.phase == "Running"]
+        running = [
+            p
+            for p in sandbox_pods(stack, interaction)
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
         if running:
             return running[0]
         assert time.monotonic() < deadline, "the sandbox never ran"
@@ -185,7 +202,7 @@ def test_a_crashed_sandbox_fails_the_run_with_its_exit_code_and_last_log_lines(
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    wait_for_running_sandbox(stack)
+    wait_for_running_sandbox(stack, started.id)
     time.sleep(1)  # let the loop start and log
     subprocess.run(["pkill", "-KILL", "-f", "tether.sandbox.agent"], check=True)
     done = wait_until_ended(client, started.id, timeout=30)
@@ -200,7 +217,7 @@ def test_an_operator_killed_midrun_finishes_the_run_once_with_one_pod(stack, cli
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    pod = wait_for_running_sandbox(stack)
+    pod = wait_for_running_sandbox(stack, started.id)
     stack.procs["operator"].kill()
     stack.procs["operator"].wait()
     stack.start_operator()
@@ -253,7 +270,7 @@ def test_a_running_sandboxs_log_is_readable_through_the_gateway(stack, client, a
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    wait_for_running_sandbox(stack)
+    wait_for_running_sandbox(stack, started.id)
     headers = {"x-goog-api-key": api_key}
     deadline = time.monotonic() + 10
     while True:
@@ -264,7 +281,7 @@ def test_a_running_sandboxs_log_is_readable_through_the_gateway(stack, client, a
     assert logs.status_code == 200
     assert "agent loop started" in logs.text
     client.interactions.cancel(started.id)
-    wait_for_no_sandbox(stack)  # a real pod stops within its grace period, logs readable
+    wait_for_no_sandbox(stack, started.id)  # readable while it stops (its grace period)
     gone = httpx.get(f"{stack.url}/v1/interactions/{started.id}/logs", headers=headers)
     assert gone.status_code == 404
 
@@ -308,7 +325,7 @@ def test_a_sandbox_deleted_under_a_running_run_ends_it_failed_once(stack, client
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    pod = wait_for_running_sandbox(stack)
+    pod = wait_for_running_sandbox(stack, started.id)
     core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
     core.delete_namespaced_pod(pod.metadata.name, "tenant-a")
     done = wait_until_ended(client, started.id, timeout=30)

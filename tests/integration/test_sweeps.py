@@ -43,7 +43,7 @@ def quiet_run(client, stack, name: str) -> str:
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": name}, background=True
     )
-    wait_for_running_sandbox(stack)
+    wait_for_running_sandbox(stack, started.id)
     return started.id
 
 
@@ -54,9 +54,9 @@ async def test_a_sandbox_past_its_deadline_ends_its_run_incomplete(stack, client
     done = wait_until_ended(client, run)
     assert (done.status, done.errors[0].code) == ("incomplete", "deadline_exceeded")
     deadline = time.monotonic() + 20
-    while sandbox_pods(stack) and time.monotonic() < deadline:
+    while sandbox_pods(stack, run) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert sandbox_pods(stack) == []
+    assert sandbox_pods(stack, run) == []
 
 
 async def test_a_sandbox_gone_unheard_ends_its_run_failed(stack, client, ctx):
@@ -64,10 +64,10 @@ async def test_a_sandbox_gone_unheard_ends_its_run_failed(stack, client, ctx):
     stack.stop_service("operator")  # it does not hear of the deletion
     try:
         core = kubernetes.client.CoreV1Api(stack.control_plane.api_client())
-        [pod] = sandbox_pods(stack)
+        [pod] = sandbox_pods(stack, run)
         core.delete_namespaced_pod(pod.metadata.name, "tenant-a", grace_period_seconds=0)
         deadline = time.monotonic() + 20
-        while sandbox_pods(stack) and time.monotonic() < deadline:
+        while sandbox_pods(stack, run) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert run in await check_sandboxes(ctx, dt.datetime.now(dt.UTC))
     finally:

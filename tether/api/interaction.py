@@ -16,6 +16,9 @@ CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
 KIND_LABEL = f"{GROUP}/kind"
 ACCEPTED_ANNOTATION = f"{GROUP}/accepted-at"
 """When the gateway accepted the create (sub-second; creationTimestamp has whole seconds)."""
+REPORTED_ANNOTATION = f"{GROUP}/outcome-reported-at"
+"""Set by the gateway when an agent run reports how it ended: the operator ends the run then,
+without waiting for its pod to wind down."""
 
 Phase = Literal[
     "queued",

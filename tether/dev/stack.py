@@ -37,7 +37,7 @@ from tether.dev.processes import (
 )
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
-from tether.dev.worker.configs import HOST_ALIAS
+from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
 
 SYSTEM_NAMESPACE = "tether-system"
 DEFAULT_TENANT = "tenant-default"
@@ -269,7 +269,7 @@ class DevStack(Component):
             "TETHER_METRICS_PORT": str(self.metrics_port),
             "TETHER_RUN_TOKEN_KEY": self.run_token_key,
             "TETHER_GATEWAY_URL": f"http://{HOST_ALIAS}:{self.internal_port}",
-            "TETHER_SANDBOX_NAMED_HOSTS": json.dumps({HOST_ALIAS: ["127.0.0.1/32"]}),
+            "TETHER_SANDBOX_NAMED_HOSTS": json.dumps(NAMED_HOSTS),
             "TETHER_SANDBOX_IMAGE": images.image_name("sandbox"),
         }
 

@@ -38,7 +38,7 @@ from tether.dev.stack import (
 )
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster, recover
-from tether.dev.worker.configs import HOST_ALIAS
+from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
 from tether.dev.worker.parts import NodeParts
 
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
@@ -56,7 +56,7 @@ def release_values(port: int, agent_model: str) -> dict[str, Any]:
     return {
         "image": {"registry": "tether.local", "tag": "dev", "pullPolicy": "Never"},
         "gateway": {"replicas": 1, "service": {"type": "NodePort", "nodePort": port}},
-        "sandbox": {"runtimeClassName": "gvisor", "namedHosts": {HOST_ALIAS: ["127.0.0.1/32"]}},
+        "sandbox": {"runtimeClassName": "gvisor", "namedHosts": NAMED_HOSTS},
         "redis": {"image": images.REDIS_IMAGE},
         "defaults": {"agentModel": agent_model},
         "tenants": [DEFAULT_TENANT],
