@@ -15,8 +15,9 @@ import pytest
 OWNER = textwrap.dedent(
     """
     import json, sys, time
+    from pathlib import Path
     from tether.dev.control_plane import ControlPlane
-    with ControlPlane() as cp:
+    with ControlPlane(workdir=Path(sys.argv[1])) as cp:  # a killed owner cannot remove it
         print(json.dumps([p.pid for p in cp.procs.values()]), flush=True)
         time.sleep(600)
     """
@@ -34,9 +35,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
-def test_no_process_is_left_when_the_owner_ends(how):
+def test_no_process_is_left_when_the_owner_ends(how, tmp_path):
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", OWNER, str(tmp_path / "control-plane")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         pids = json.loads(owner.stdout.readline())
