@@ -160,7 +160,9 @@ def test_a_run_ends_when_its_agent_reports_not_when_its_pod_has_wound_down(stack
     events = [e.event_type for e in client.interactions.get(started.id, stream=True)]
     assert events[-1] == "interaction.completed"
     [pod] = sandbox_pods(stack, started.id)
-    assert pod.status.phase == "Running"  # still winding down when the client heard the end
+    # still there and not ended when the client heard the end (the kubelet's status lags: it
+    # may not even say Running yet)
+    assert pod.status.phase not in ("Succeeded", "Failed")
     assert client.interactions.get(started.id).status == "completed"
 
 
