@@ -1,63 +1,55 @@
-"""A local server speaking OpenAI's Chat Completions protocol (streaming and not, with usage and
-tool calls), so the openai-compatible provider is tested against the real wire format."""
+"""A local server speaking OpenAI's Chat Completions protocol (streaming and not, with usage, tool
+calls and `reasoning_content` as vLLM and DeepSeek send it), so the openai-compatible provider is
+tested against the real wire format."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from tether.dev.fakes.serving import LocalServer, Reply
 
-@dataclass
-class Reply:
-    """What the server answers next: text (streamed word by word), tool calls, or an error."""
-
-    text: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-    error: str = ""
+__all__ = ["ChatCompletionsServer", "Reply"]
 
 
 @dataclass
-class ChatCompletionsServer:
-    """Answers with `replies` in order (the last one repeats); records every request body and
-    Authorization header unless `record` is off (for long benchmarks)."""
-
-    replies: list[Reply] = field(default_factory=lambda: [Reply("hello from upstream")])
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    authorizations: list[str | None] = field(default_factory=list)
-    port: int = 0
-    record: bool = True
-    served: int = 0
-
+class ChatCompletionsServer(LocalServer):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._complete)
         return app
 
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    @property
+    def authorizations(self) -> list[str | None]:
+        return [headers.get("Authorization") for headers in self.headers]
+
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        if self.record:
-            self.requests.append(body)
-            self.authorizations.append(request.headers.get("Authorization"))
-        reply = self.replies[min(self.served, len(self.replies) - 1)]
-        self.served += 1
+        reply = self.next_reply(request, body)
         if reply.status != 200:
+            headers = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
             return web.json_response(
                 {"error": {"message": reply.error, "type": "invalid_request_error"}},
                 status=reply.status,
+                headers=headers,
             )
         prompt = sum(len(str(m.get("content") or "").split()) for m in body["messages"])
-        completion = len(reply.text.split()) + len(reply.tool_calls)
+        reasoning = len(reply.thinking.split())
+        completion = len(reply.text.split()) + len(reply.tool_calls) + reasoning
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
         }
         base = {"id": "chatcmpl-local", "created": int(time.time()), "model": body["model"]}
         calls = [
@@ -91,6 +83,8 @@ class ChatCompletionsServer:
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
         await send([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+        if reply.thinking:
+            await send([{"index": 0, "delta": {"reasoning_content": reply.thinking}}])
         for i, word in enumerate(reply.text.split()):
             await send([{"index": 0, "delta": {"content": word if i == 0 else f" {word}"}}])
         if calls:
@@ -101,37 +95,6 @@ class ChatCompletionsServer:
             await send([], {"usage": usage})
         await response.write(b"data: [DONE]\n\n")
         return response
-
-    # -- run it beside synchronous code (tests, benchmarks) ---------------------------------------
-
-    def __enter__(self) -> ChatCompletionsServer:
-        started = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            self._runner = web.AppRunner(self.app(), access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            await site.start()
-            self.port = self._runner.addresses[0][1]
-            started.set()
-
-        self._thread = threading.Thread(
-            target=lambda: (self._loop.run_until_complete(serve()), self._loop.run_forever()),
-            daemon=True,
-        )
-        self._thread.start()
-        started.wait(10)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 def main() -> None:
