@@ -11,7 +11,7 @@ from typing import Any, get_args
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import sandbox_policy
+from tether import agents, sandbox_policy
 from tether.api import API_VERSION
 from tether.api.common import SandboxEnvironment
 from tether.api.interaction import (
@@ -28,7 +28,7 @@ from tether.api.views import interaction_view
 from tether.chain import output_steps
 from tether.conversation import awaited_calls, function_results_problem, input_steps
 from tether.errors import RunError
-from tether.providers.capabilities import refusals
+from tether.providers.capabilities import MEDIA_TYPES, media_refusals, refusals
 from tether.store.erase import erase
 from tether.store.events import InvalidEventId, check_event_id, was_unstored
 
@@ -295,12 +295,28 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
         raise not_found("model", agent_model)
     if spec.agent and await state.catalog.agent(namespace, spec.agent) is None:
         raise not_found("agent", spec.agent)
+    if spec.agent and (refused := await _agent_media_refusals(state, namespace, spec)):
+        raise ApiError(400, "; ".join(refused))
     if isinstance(spec.environment, SandboxEnvironment):
         policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
         try:
             sandbox_policy.check_environment(spec.environment, policy)
         except sandbox_policy.SandboxPolicyError as error:
             raise ApiError(400, str(error)) from error
+
+
+async def _agent_media_refusals(state: State, namespace: str, spec: InteractionSpec) -> list[str]:
+    """The media parts of an agent's input that the model driving it cannot take. A run whose
+    model cannot be told yet is left to fail at its start, with the reason."""
+    steps = input_steps(spec.to_wire()["input"])
+    if not any(p.get("type") in MEDIA_TYPES for s in steps for p in s.get("content") or []):
+        return []
+    try:
+        run = agents.resolve(*await state.catalog.agent_chain(namespace, spec.agent), spec)
+    except RunError:
+        return []
+    model = await state.catalog.model(namespace, run.model)
+    return media_refusals(model.spec.provider, run.model, steps) if model else []
 
 
 async def _check_previous(state: State, namespace: str, spec: InteractionSpec) -> None:

@@ -27,11 +27,9 @@ from tether.api.interaction import (
 )
 from tether.api.internal import (
     FILES_LIMIT,
-    FunctionCall,
     GenerateReply,
     GenerateRequest,
     TokenUsage,
-    model_output,
 )
 from tether.model_turn import relay
 from tether.providers import ProviderError
@@ -135,18 +133,20 @@ async def _generate(
         )
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error
-    if turn.text:
-        await state.run_store.append_step(ns, name, model_output(turn.text))
+    for step in turn.steps:  # thoughts and text were streamed from `index` on, in this order
+        await state.run_store.append_step(ns, name, step)
     usage = turn.usage
+    spent = usage.output_tokens + usage.thought_tokens  # thinking is paid for like output
     total_in, total_out = await state.run_store.add_usage(
-        ns, name, usage.input_tokens, usage.output_tokens, budget=claims.budget
+        ns, name, usage.input_tokens, spent, budget=claims.budget
     )
     reply = GenerateReply(
-        text=turn.text,
-        function_calls=[
-            FunctionCall(id=c.id, name=c.name, arguments=c.arguments) for c in turn.calls
-        ],
-        usage=TokenUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+        steps=turn.steps + turn.call_steps(),
+        usage=TokenUsage(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            thought_tokens=usage.thought_tokens,
+        ),
         budget_exceeded=claims.budget is not None and total_in + total_out > claims.budget,
     )
     return web.json_response(reply.model_dump(mode="json"))

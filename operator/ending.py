@@ -49,6 +49,8 @@ class Outcome:
     steps: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] | None = None
     errors: list[dict[str, str]] | None = None
+    answered_by: str | None = None
+    """The Model that answered (a fallback, when the one asked for failed)."""
 
 
 def kind_of(obj: dict[str, Any]) -> str:
@@ -138,6 +140,8 @@ async def conclude(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> dict[
         status["usage"] = outcome.usage
     if outcome.errors:
         status["errors"] = outcome.errors
+    if outcome.answered_by:
+        status["answeredBy"] = outcome.answered_by
     try:
         final, wrote = await transition(ctx, obj, status)
     except ApiException as error:  # refused as written: end it all the same, saying why

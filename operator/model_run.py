@@ -9,13 +9,13 @@ import time
 from typing import Any
 
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
-from tether.api.internal import model_output
 from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
-from tether.model_turn import relay
 from tether.outages import through_outages
 from tether.providers.base import ModelRequest
+from tether.providers.capabilities import media_refusals, refusals
+from tether.routing import answer
 
 from . import metrics
 from .context import Context
@@ -86,10 +86,12 @@ async def _call_model(
     model = await through_outages(lambda: ctx.catalog.model(namespace, spec.model), "the model")
     if model is None:
         raise RunError("model_not_found", f"model {spec.model!r} not found")
-    provider = await through_outages(lambda: ctx.providers.for_model(model), "model credentials")
     steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
     )
+    if refused := media_refusals(model.spec.provider, spec.model, steps):
+        # the request's own input was checked at create: these come from earlier turns
+        raise RunError("invalid_request", "the conversation holds " + "; ".join(refused))
     request = ModelRequest(
         model=model.upstream,
         steps=steps,
@@ -100,32 +102,33 @@ async def _call_model(
         response_mime_type=spec.response_mime_type,
     )
 
-    turn = await relay(
-        provider,
+    turn, answered = await answer(
+        model,
         request,
         emit,
         index=0,
+        lookup=lambda id_: through_outages(lambda: ctx.catalog.model(namespace, id_), "the model"),
+        provider_of=lambda m: through_outages(lambda: ctx.providers.for_model(m), "credentials"),
+        accepts=lambda m: (
+            not refusals(m.spec.provider, m.name, spec)
+            and not media_refusals(m.spec.provider, m.name, steps)
+        ),
         on_first_output=lambda: metrics.FIRST_OUTPUT.observe(time.monotonic() - started),
     )
-    steps_out: list[dict[str, Any]] = []
-    if turn.text:
-        steps_out.append(model_output(turn.text))
-    calls = [
-        {"type": "function_call", "id": c.id, "name": c.name, "arguments": c.arguments}
-        for c in turn.calls
-    ]
-    for call in calls:
-        index = len(steps_out)
-        await emit("step.start", index=index, step=call)
-        await emit("step.stop", index=index)
-        steps_out.append(call)
+    calls = turn.call_steps()
+    for offset, call in enumerate(calls, start=len(turn.steps)):
+        await emit("step.start", index=offset, step=call)
+        await emit("step.stop", index=offset)
     usage = turn.usage
     return Outcome(
         phase="requires_action" if calls else "completed",
-        steps=steps_out,
+        steps=turn.steps + calls,
         usage={
             "totalInputTokens": usage.input_tokens,
             "totalOutputTokens": usage.output_tokens,
-            "totalTokens": usage.input_tokens + usage.output_tokens,
+            "totalThoughtTokens": usage.thought_tokens,
+            "totalCachedTokens": usage.cached_tokens,
+            "totalTokens": usage.input_tokens + usage.output_tokens + usage.thought_tokens,
         },
+        answered_by=answered.name,
     )

@@ -27,7 +27,6 @@ from tether.api.internal import (
     GenerateReply,
     GenerateRequest,
     RunInput,
-    model_output,
 )
 
 REPEAT_LIMIT = 3
@@ -206,17 +205,12 @@ async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Out
                 "failed", [body.get("error") or {"code": "model_error", "message": str(body)}]
             )
         answer = GenerateReply.model_validate(body)
-        if answer.text:
-            conversation.append(model_output(answer.text))
-        if not answer.function_calls:
+        # The model's turn holds its thoughts, text and calls; the calls' results follow it.
+        conversation.extend(answer.steps)
+        if not answer.calls():
             return Outcome("completed")
         waiting_on_client = False
-        calls = [(c.name, c.arguments, c.id) for c in answer.function_calls]
-        # The model's turn holds all its calls; their results follow it, in order.
-        conversation.extend(
-            {"type": "function_call", "id": call_id, "name": name, "arguments": args}
-            for name, args, call_id in calls
-        )
+        calls = [(c["name"], c.get("arguments") or {}, c["id"]) for c in answer.calls()]
         for name, args, call_id in calls:
             signature = json.dumps([name, args], sort_keys=True)
             recent = [*recent, signature][-REPEAT_LIMIT:]

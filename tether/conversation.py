@@ -146,3 +146,13 @@ def function_results_problem(awaited: list[str], steps: Iterable[dict[str, Any]]
             f"call_id {', '.join(map(repr, missing))}; send one function_result per call"
         )
     return None
+
+
+def call_names(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The function name of each call id in a timeline (vendors that name the function a
+    result answers need it)."""
+    return {
+        s["id"]: s.get("name") or ""
+        for s in steps
+        if s.get("type") == "function_call" and s.get("id")
+    }

@@ -111,6 +111,10 @@ class Step(OpenModel):
     call_id: str | None = None
     result: Any = Field(default=None, json_schema_extra=FREE_FORM)
     is_error: bool | None = None
+    summary: list[Content] | None = None
+    """A thought's reasoning, as far as the model shows it."""
+    signature: str | None = None
+    """A thought's opaque seal from its vendor, sent back to it with the conversation."""
 
     @field_validator("type")
     @classmethod
@@ -128,9 +132,20 @@ class GenerationConfig(ApiModel):
     seed: int | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     stop_sequences: list[str] | None = None
+    top_k: int | None = Field(default=None, ge=1)
+    """Tether's extension: sample from the k likeliest tokens (Gemini, Anthropic)."""
     thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+    """Tether's extension: the most tokens the model may think with (Gemini, Anthropic);
+    exclusive with thinking_level."""
     thinking_summaries: Literal["auto", "none"] | None = None
     tool_choice: Any = Field(default=None, json_schema_extra=FREE_FORM)
+
+    @model_validator(mode="after")
+    def _one_thinking_knob(self) -> GenerationConfig:
+        if self.thinking_level is not None and self.thinking_budget is not None:
+            raise ValueError("set thinking_level or thinking_budget, not both")
+        return self
 
 
 class WebhookConfig(ApiModel):
@@ -279,6 +294,8 @@ class InteractionStatus(ApiModel):
     """Set when the output steps were too large for the status: they are kept whole outside
     etcd under this reference, and `steps` is left empty."""
     environment_id: str | None = None
+    answered_by: str | None = None
+    """The Model that answered a model interaction: the one asked for, or a fallback of it."""
     sandbox_pod: str | None = None
     """The name of the sandbox pod of an agent run."""
     conditions: list[Condition] | None = None
@@ -307,3 +324,6 @@ class InteractionObject(ApiModel):
     usage: Usage | None = None
     errors: list[Error] | None = None
     environment_id: str | None = None
+    answered_by: str | None = None
+    """Tether's extension: the Model that answered (a fallback, when the one asked for
+    failed)."""

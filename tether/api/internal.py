@@ -19,11 +19,6 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def model_output(text: str) -> dict[str, Any]:
-    """The timeline step of a model's text answer."""
-    return {"type": "model_output", "content": [{"type": "text", "text": text}]}
-
-
 class SourceFile(_Message):
     """A file written into /workspace before the loop starts."""
 
@@ -51,21 +46,21 @@ class GenerateRequest(_Message):
     system_instruction: str | None = None
 
 
-class FunctionCall(_Message):
-    id: str
-    name: str
-    arguments: dict[str, Any] = Field(default_factory=dict)
-
-
 class TokenUsage(_Message):
     input_tokens: int
     output_tokens: int
+    thought_tokens: int = 0
 
 
 class GenerateReply(_Message):
     """The model's whole answer, once its deltas went to the interaction's events."""
 
-    text: str
-    function_calls: list[FunctionCall] = Field(default_factory=list)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    """The model's turn in the wire spelling: its thought and model_output steps, then the
+    function calls it makes. All of it goes back into the conversation: vendors check their
+    thoughts' signatures."""
     usage: TokenUsage
     budget_exceeded: bool
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [step for step in self.steps if step["type"] == "function_call"]

@@ -25,6 +25,15 @@ class Credentials(ApiModel):
     secret_ref: SecretKeyRef
 
 
+class RetryPolicy(ApiModel):
+    """How hard to try a vendor whose failure may pass (429, 5xx, unreachable)."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Tries in all, the first included."""
+    max_seconds: float = Field(default=60, gt=0, le=600)
+    """No retry starts once this long has gone since the first try (backoff included)."""
+
+
 class ModelSpec(ApiModel):
     """Which provider answers for this model id, and how to reach it."""
 
@@ -36,6 +45,11 @@ class ModelSpec(ApiModel):
     credentials: Credentials | None = None
     aliases: list[str] | None = Field(default=None, max_length=64)
     """Other model ids that route here (ids that are not valid resource names, for example)."""
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    fallbacks: list[str] | None = Field(default=None, max_length=8)
+    """Model ids that answer, in order, when this one fails in a way that is not the request's
+    fault (rate limited, unavailable, credentials refused). Only this Model's own list is
+    followed, never a fallback's."""
     responses: list[ScriptedResponse] | None = None
     """For the scripted provider: the turns to replay, in order."""
 

@@ -47,5 +47,6 @@ def interaction_view(
         usage=status.usage,
         errors=status.errors,
         environment_id=status.environment_id,
+        answered_by=status.answered_by,
         **{field: getattr(spec, field) for field in _ECHOED},
     ).to_wire()

@@ -18,9 +18,13 @@ from tether.providers.base import (
     Output,
     ProviderError,
     TextDelta,
+    ThoughtDelta,
     Usage,
+    failure,
 )
 
+AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
+"""The audio Chat Completions takes inline, by MIME type."""
 _GENERATION_FIELDS = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -68,18 +72,29 @@ def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
 
 
 def user_content(step: dict[str, Any]) -> str | list[dict[str, Any]]:
-    """A user turn's content: plain text, or parts when it carries images."""
+    """A user turn's content: plain text, or parts when it carries media."""
     parts = step.get("content") or []
     if all(part.get("type") == "text" for part in parts):
         return text_of(step)
-    out: list[dict[str, Any]] = []
-    for part in parts:
-        if part.get("type") == "text":
-            out.append({"type": "text", "text": part.get("text") or ""})
-        elif part.get("type") == "image":
-            url = part.get("uri") or f"data:{part.get('mime_type')};base64,{part.get('data')}"
-            out.append({"type": "image_url", "image_url": {"url": url}})
-    return out
+    return [chat_part(part) for part in parts]
+
+
+def chat_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A content part as a Chat Completions part: text, image_url, file, or input_audio."""
+    kind, mime, data = part.get("type"), part.get("mime_type"), part.get("data")
+    if kind == "text":
+        return {"type": "text", "text": part.get("text") or ""}
+    if kind == "image":
+        return {
+            "type": "image_url",
+            "image_url": {"url": part.get("uri") or f"data:{mime};base64,{data}"},
+        }
+    if kind == "audio":
+        return {"type": "input_audio", "input_audio": {"data": data, "format": AUDIO_FORMATS[mime]}}
+    return {
+        "type": "file",
+        "file": {"filename": "document.pdf", "file_data": f"data:{mime};base64,{data}"},
+    }
 
 
 def chat_tool_choice(value: Any) -> str | dict[str, Any] | None:
@@ -117,8 +132,9 @@ def chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class OpenAICompatibleProvider:
     def __init__(self, endpoint: str, api_key: str | None) -> None:
         self.endpoint = endpoint
+        # Retries are Tether's own (tether.providers.resilience), one policy for every vendor.
         self.client = openai.AsyncOpenAI(
-            base_url=endpoint, api_key=api_key or "unused", max_retries=2
+            base_url=endpoint, api_key=api_key or "unused", max_retries=0
         )
 
     async def generate(self, request: ModelRequest) -> AsyncIterator[Output]:
@@ -129,6 +145,8 @@ class OpenAICompatibleProvider:
         }
         if tools := chat_tools(request.tools):
             options["tools"] = tools
+        if level := request.generation_config.get("thinking_level"):
+            options["reasoning_effort"] = level
         if (choice := request.generation_config.get("tool_choice")) is not None:
             options["tool_choice"] = chat_tool_choice(choice)
         if request.response_format:
@@ -149,8 +167,11 @@ class OpenAICompatibleProvider:
             )
             async for chunk in stream:
                 if chunk.usage:
-                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    yield _usage(chunk.usage)
                 for choice in chunk.choices:
+                    # vLLM, DeepSeek and others stream reasoning beside the content
+                    if reasoning := getattr(choice.delta, "reasoning_content", None):
+                        yield ThoughtDelta(reasoning)
                     if choice.delta.content:
                         yield TextDelta(choice.delta.content)
                     for call in choice.delta.tool_calls or []:
@@ -160,21 +181,35 @@ class OpenAICompatibleProvider:
                             acc["name"] += call.function.name or ""
                             acc["arguments"] += call.function.arguments or ""
         except openai.APIStatusError as error:
-            raise ProviderError(
-                "provider_error", f"{self.endpoint} answered {error.status_code}: {error.message}"
+            raise failure(
+                error.status_code,
+                f"{self.endpoint} answered {error.status_code}: {error.message}",
+                error.response.headers.get("retry-after"),
             ) from error
         except openai.APIConnectionError as error:
-            raise ProviderError(
-                "provider_unreachable", f"cannot reach {self.endpoint}: {error.message}"
-            ) from error
+            raise failure(None, f"cannot reach {self.endpoint}: {error.message}") from error
         for index in sorted(calls):
             acc = calls[index]
             try:
                 arguments = json.loads(acc["arguments"] or "{}")
             except json.JSONDecodeError as error:
                 raise ProviderError(
-                    "provider_error", f"the model sent invalid JSON arguments for {acc['name']}"
+                    "provider_unavailable",
+                    f"the model sent invalid JSON arguments for {acc['name']}",
                 ) from error
             yield FunctionCall(
                 id=acc["id"] or f"call-{index}", name=acc["name"], arguments=arguments
             )
+
+
+def _usage(usage: Any) -> Usage:
+    """Chat Completions counts reasoning inside completion tokens, and cached inside prompt."""
+    prompt = getattr(usage, "prompt_tokens_details", None)
+    completion = getattr(usage, "completion_tokens_details", None)
+    reasoning = (getattr(completion, "reasoning_tokens", None) or 0) if completion else 0
+    return Usage(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens - reasoning,
+        thought_tokens=reasoning,
+        cached_tokens=(getattr(prompt, "cached_tokens", None) or 0) if prompt else 0,
+    )

@@ -36,15 +36,57 @@ def test_function_tools_are_honoured():
 
 
 @pytest.mark.parametrize(
-    "field, value", [("thinking_level", "high"), ("thinking_summaries", "auto")]
+    "provider, field, value",
+    [
+        ("echo", "thinking_level", "high"),
+        ("scripted", "thinking_budget", 2048),
+        ("openai-compatible", "thinking_summaries", "auto"),
+        ("openai-compatible", "top_k", 40),
+        ("anthropic", "seed", 7),
+    ],
 )
-def test_thinking_settings_are_refused_by_every_provider(field, value):
-    for provider in ("echo", "openai-compatible"):
-        [message] = refusals(provider, "m", spec(generation_config={field: value}))
-        assert (
-            message
-            == f"generation_config.{field} is not supported by model 'm' (provider {provider})"
-        )
+def test_generation_settings_a_provider_cannot_act_on_are_refused_naming_them(
+    provider, field, value
+):
+    [message] = refusals(provider, "m", spec(generation_config={field: value}))
+    assert (
+        message == f"generation_config.{field} is not supported by model 'm' (provider {provider})"
+    )
+
+
+def test_every_setting_the_vendors_take_is_honoured():
+    config = {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 40,
+        "max_output_tokens": 4096,
+        "stop_sequences": ["END"],
+        "thinking_budget": 2048,
+        "thinking_summaries": "auto",
+    }
+    assert refusals("gemini", "m", spec(generation_config={**config, "seed": 7})) == []
+    del config["temperature"], config["top_k"]  # Claude keeps its own while it thinks
+    assert refusals("anthropic", "m", spec(generation_config=config)) == []
+
+
+def test_the_vendors_limits_on_thinking_and_temperature_are_named():
+    [level] = refusals("gemini", "g", spec(generation_config={"thinking_level": "xhigh"}))
+    assert level.startswith("generation_config.thinking_level 'xhigh' is not supported")
+    assert level.endswith("use one of high, low, medium, minimal")
+    anthropic = refusals(
+        "anthropic",
+        "c",
+        spec(generation_config={"thinking_budget": 512, "max_output_tokens": 500}),
+    )
+    assert anthropic == [
+        "generation_config.thinking_budget must be at least 1024 (or 0, no thinking) for model "
+        "'c' (provider anthropic)",
+        "generation_config.max_output_tokens (500) must exceed thinking_budget (512) for model "
+        "'c' (provider anthropic): thinking counts toward it",
+    ]
+    assert refusals("anthropic", "c", spec(generation_config={"temperature": 1.5})) == [
+        "generation_config.temperature must be at most 1 for model 'c' (provider anthropic)"
+    ]
 
 
 def test_tool_choice_is_refused_by_echo_and_honoured_by_chat_completions():
@@ -94,11 +136,25 @@ def test_media_parts_are_refused_unless_the_provider_takes_them():
         "input: image content is not supported by model 'echo' (provider echo)"
     ]
     audio = spec(input=[{"type": "audio", "mime_type": "audio/wav", "data": "AAAA"}])
-    assert refusals("openai-compatible", "m", audio) == [
-        "input: audio content is not supported by model 'm' (provider openai-compatible)"
+    assert refusals("openai-compatible", "m", audio) == []
+    assert refusals("anthropic", "c", audio) == [
+        "input: audio content is not supported by model 'c' (provider anthropic)"
     ]
     document = spec(input={"type": "document", "uri": "https://example.com/a.pdf"})
-    assert len(refusals("openai-compatible", "m", document)) == 1
+    assert refusals("openai-compatible", "m", document) == [
+        "input: document content by uri is not supported by model 'm' (provider "
+        "openai-compatible); send it as data"
+    ]
+    assert refusals("anthropic", "m", document) == []
+    video = spec(input={"type": "video", "uri": "gs://bucket/clip.mp4"})
+    assert refusals("gemini", "m", video) == [
+        "input: video content by uri needs its mime_type for model 'm' (provider gemini)"
+    ]
+    bmp = spec(input={"type": "image", "mime_type": "image/bmp", "data": "Qk0="})
+    assert refusals("anthropic", "c", bmp) == [
+        "input: image content of type 'image/bmp' is not supported by model 'c' (provider "
+        "anthropic); it takes image/gif, image/jpeg, image/png, image/webp"
+    ]
 
 
 def test_an_image_with_nothing_to_show_is_refused():
@@ -131,3 +187,14 @@ def test_images_reach_chat_completions_as_image_url_parts():
             ],
         }
     ]
+
+
+def test_claude_refuses_sampling_settings_and_forced_tools_while_it_thinks():
+    thinking = {"thinking_level": "low", "top_k": 3, "tool_choice": "any"}
+    assert refusals("anthropic", "c", spec(generation_config=thinking)) == [
+        "generation_config.tool_choice 'any' cannot be used while model 'c' (provider "
+        "anthropic) thinks",
+        "generation_config.top_k 3 cannot be used while model 'c' (provider anthropic) thinks",
+    ]
+    relaxed = {"thinking_budget": 2048, "tool_choice": "auto"}
+    assert refusals("anthropic", "c", spec(generation_config=relaxed)) == []
