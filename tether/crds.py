@@ -158,6 +158,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            # JSON Schema 2020's number is OpenAPI v3.0's bound plus a flag
+            out[key.replace("exclusiveM", "m")] = value
+            out[key] = True
         elif key == "properties":
             out["properties"] = {name: _convert(sub, defs) for name, sub in value.items()}
         elif key == "items":

@@ -30,7 +30,7 @@ class RetryPolicy(ApiModel):
 
     attempts: int = Field(default=3, ge=1, le=10)
     """Tries in all, the first included."""
-    max_seconds: float = Field(default=60, gt=0, le=600)
+    max_seconds: float = Field(default=60, ge=1, le=600)
     """No retry starts once this long has gone since the first try (backoff included)."""
 
 

@@ -90,14 +90,8 @@ def anthropic_options(request: ModelRequest) -> dict[str, Any]:
     """The request's settings as Messages parameters."""
     given = request.generation_config
     options: dict[str, Any] = {}
-    for ours, theirs in (
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("top_k", "top_k"),
-        ("stop_sequences", "stop_sequences"),
-    ):
-        if ours in given:
-            options[theirs] = given[ours]
+    if "stop_sequences" in given:
+        options["stop_sequences"] = given["stop_sequences"]
     if request.system_instruction:
         options["system"] = request.system_instruction
     if functions := [tool for tool in request.tools if tool.get("type") == "function"]:

@@ -41,7 +41,6 @@ class Capabilities:
     tool_choice: Callable[[Any], Any] | None = None
     """Maps the API's tool_choice to the vendor's; None where it has no equivalent."""
     media: dict[str, Media] = field(default_factory=dict)
-    max_temperature: float | None = None
     min_thinking_budget: int = 0
     """The least thinking budget it takes, 0 (thinking off) apart."""
     not_while_thinking: frozenset[str] = frozenset()
@@ -76,8 +75,11 @@ CAPABILITIES: dict[str, Capabilities] = {
         media={kind: _ANY_INLINE_OR_URI for kind in MEDIA_TYPES},
     ),
     "anthropic": Capabilities(
-        generation=(SAMPLING - {"seed"})
-        | {"top_k", "thinking_level", "thinking_budget", "thinking_summaries"},
+        # Claude samples as it sees fit: the Messages API has no temperature, top_p or top_k
+        generation=frozenset(
+            {"max_output_tokens", "stop_sequences", "thinking_level", "thinking_budget"}
+            | {"thinking_summaries"}
+        ),
         thinking_levels=frozenset({"minimal", "low", "medium", "high", "xhigh"}),
         response_format=True,
         tool_choice=anthropic_tool_choice,
@@ -87,9 +89,8 @@ CAPABILITIES: dict[str, Capabilities] = {
             ),
             "document": Media(inline=frozenset({"application/pdf", PLAIN_TEXT})),
         },
-        max_temperature=1.0,
         min_thinking_budget=1024,
-        not_while_thinking=frozenset({"temperature", "top_k", "tool_choice"}),
+        not_while_thinking=frozenset({"tool_choice"}),
     ),
 }
 
@@ -152,9 +153,6 @@ def _generation_refusals(can: Capabilities, by: str, config: dict[str, Any]) -> 
         value = config.get(name)
         if value is not None and not (name == "tool_choice" and value in ("auto", "none")):
             yield f"generation_config.{name} {value!r} cannot be used while {by} thinks"
-    temperature = config.get("temperature")
-    if can.max_temperature is not None and temperature and temperature > can.max_temperature:
-        yield f"generation_config.temperature must be at most {can.max_temperature:g} for {by}"
     if (choice := config.get("tool_choice")) is not None:
         if can.tool_choice is None:
             yield f"generation_config.tool_choice is not supported by {by}"

@@ -42,3 +42,14 @@ def test_interaction_tells_its_story_in_kubectl_get():
     assert crd["spec"]["names"]["shortNames"] == ["ix"]
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == ["Model", "Agent", "Phase", "Tokens", "Age"]
+
+
+def test_exclusive_bounds_take_the_form_kubernetes_accepts():
+    from pydantic import BaseModel, Field
+
+    class Bounded(BaseModel):
+        seconds: float = Field(gt=0, lt=10)
+
+    schema = crds.structural_schema(Bounded)["properties"]["seconds"]
+    assert schema["minimum"] == 0 and schema["exclusiveMinimum"] is True
+    assert schema["maximum"] == 10 and schema["exclusiveMaximum"] is True

@@ -32,14 +32,14 @@ class Flaky:
         yield Usage(1, 1)
 
 
-def attempt(provider, policy=RetryPolicy()):
+def attempt(provider, policy: RetryPolicy | None = None):
     waits: list[float] = []
 
     async def sleep(seconds):
         waits.append(seconds)
 
     async def collect():
-        retrying = Retrying(provider, policy, sleep=sleep)
+        retrying = Retrying(provider, policy or RetryPolicy(), sleep=sleep)
         return [o async for o in retrying.generate(ModelRequest("m", []))]
 
     return asyncio.run(collect()), waits

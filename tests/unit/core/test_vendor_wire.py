@@ -196,12 +196,11 @@ def test_anthropic_options_size_max_tokens_around_the_thinking_budget():
         ModelRequest(
             "m",
             [],
-            generation_config={"thinking_budget": 2048, "thinking_summaries": "none", "top_k": 3},
+            generation_config={"thinking_budget": 2048, "thinking_summaries": "none"},
             response_format={"type": "object"},
         )
     )
     assert options == {
-        "top_k": 3,
         "thinking": {"type": "enabled", "budget_tokens": 2048, "display": "omitted"},
         "max_tokens": 8192 + 2048,
         "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},

@@ -239,9 +239,6 @@ class MessagesRequest(Strict):
         ]
         | None
     ) = None
-    temperature: float | None = Field(None, ge=0, le=1)
-    top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0)
     stop_sequences: list[str] = []
     stream: bool = False
     metadata: Metadata | None = None
@@ -349,11 +346,6 @@ def _thinking_refusal(request: MessagesRequest) -> str | None:
         )
     if request.tool_choice is not None and request.tool_choice.type in ("any", "tool"):
         return "Thinking may not be enabled when tool_choice forces tool use."
-    if request.temperature not in (None, 1):
-        return (
-            "`temperature` may only be set to 1 when thinking is enabled. Please consult our"
-            f" documentation at {THINKING_DOCS}#feature-compatibility"
-        )
     assistant = [i for i, m in enumerate(request.messages) if m.role == "assistant"]
     if not assistant:
         return None
