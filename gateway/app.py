@@ -27,6 +27,7 @@ from tether.providers.registry import Providers
 from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog
+from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
@@ -58,6 +59,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         outputs=Outputs(redis, settings.retention_seconds),
         catalog=Catalog(kube, settings.system_namespace),
         providers=Providers(kube),
+        slots=ModelSlots(redis),
     )
     yield
     watching.cancel()

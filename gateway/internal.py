@@ -31,9 +31,10 @@ from tether.api.internal import (
     GenerateRequest,
     TokenUsage,
 )
-from tether.model_turn import relay
 from tether.providers import ProviderError
 from tether.providers.base import ModelRequest
+from tether.providers.capabilities import media_refusals
+from tether.routing import answer
 from tether.store.run_store import CallInFlight
 
 from .auth import bearer_token
@@ -117,19 +118,22 @@ async def _generate(
     model = await state.catalog.model(ns, claims.model or "")
     if model is None:
         raise ApiError(404, f"model {claims.model!r} not found")
+    steps = [Step.from_wire(s).to_wire() for s in body.steps]
     try:
-        provider = await state.providers.for_model(model)
-        index = await state.run_store.next_index(ns, name)
-        turn = await relay(
-            provider,
+        turn, _ = await answer(
+            model,
             ModelRequest(
                 model=model.upstream,
-                steps=[Step.from_wire(s).to_wire() for s in body.steps],
+                steps=steps,
                 system_instruction=body.system_instruction,
                 tools=body.tools,
             ),
             functools.partial(_emit, state, claims),
-            index,
+            await state.run_store.next_index(ns, name),
+            lookup=lambda id_: state.catalog.model(ns, id_),
+            provider_of=state.providers.for_model,
+            accepts=lambda m: not media_refusals(m.spec.provider, m.name, steps),
+            hold=state.slots.for_model,
         )
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error

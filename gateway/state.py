@@ -12,6 +12,7 @@ from tether.kube import Kube
 from tether.providers.registry import Providers
 from tether.settings import Settings
 from tether.store.events import EventLog
+from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
@@ -31,6 +32,7 @@ class State:
     outputs: Outputs
     catalog: Catalog
     providers: Providers
+    slots: ModelSlots
 
     async def interaction(self, namespace: str, name: str) -> dict[str, Any]:
         """The tenant's interaction, or the API's 404 (one being deleted is gone already)."""

@@ -9,6 +9,7 @@ from tether.kube import Kube
 from tether.providers.registry import Providers
 from tether.settings import Settings
 from tether.store.events import EventLog
+from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
@@ -25,6 +26,7 @@ class Context:
     providers: Providers = field(init=False)
     run_store: RunStore = field(init=False)
     outputs: Outputs = field(init=False)
+    slots: ModelSlots = field(init=False)
     active_sandboxes: dict[str, bool] = field(default_factory=dict)
     """Sandbox pods that have not ended, by uid: whether each has been seen running."""
 
@@ -33,3 +35,4 @@ class Context:
         self.providers = Providers(self.kube)
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)
         self.outputs = Outputs(self.events.redis, self.settings.retention_seconds)
+        self.slots = ModelSlots(self.events.redis)

@@ -4,6 +4,7 @@ answer into the event log, and end the interaction with the outcome."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -41,18 +42,25 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         "created": previous.get("created") or now(),
         "updated": now(),
     }
-    # The in_progress write runs beside the model call: it is not on the critical path. The
-    # ending waits for it, and both are compare-and-swaps, so neither can undo the other.
-    marking = asyncio.create_task(transition(ctx, obj, running))
+    marking: asyncio.Task | None = None
+
+    async def announce(status: dict[str, Any]) -> None:
+        if previous.get("phase") != "in_progress":  # else the run's first try announced it
+            view = interaction_view({**obj, "status": status}, include_input=False)
+            await emit("interaction.created", interaction=view)
+
+    async def start() -> None:
+        """The run leaves the line and is under way."""
+        nonlocal marking
+        # The in_progress write runs beside the model call: it is not on the critical path.
+        # The ending waits for it, and both are compare-and-swaps, so neither undoes the other.
+        marking = asyncio.create_task(transition(ctx, obj, running))
+        await announce(running)
+        await emit("interaction.status_update", interaction_id=name, status="in_progress")
+
     try:
         try:
-            if previous.get("phase") != "in_progress":
-                await emit(
-                    "interaction.created",
-                    interaction=interaction_view({**obj, "status": running}, include_input=False),
-                )
-            await emit("interaction.status_update", interaction_id=name, status="in_progress")
-            call = _call_model(ctx, namespace, spec, emit, started)
+            call = _call_model(ctx, namespace, spec, emit, started, start)
             outcome = await ctx.runs.interruptible(uid, call)
         except RunCancelled:
             outcome = Outcome("cancelled")
@@ -64,14 +72,18 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
             log.exception("model run %s/%s failed unexpectedly", namespace, name)
             message = f"the run failed unexpectedly ({type(error).__name__}); see the operator log"
             outcome = Outcome("failed", errors=[{"code": "internal", "message": message}])
-        try:
-            marked, _ = await marking
-        except Exception:  # only a marker: the ending below is what counts
-            log.exception("could not mark %s/%s in_progress", namespace, name)
-            marked = None
+        marked = None
+        if marking is None:  # it ended before it left the line: announced all the same
+            await announce(previous)
+        else:
+            try:
+                marked, _ = await marking
+            except Exception:  # only a marker: the ending below is what counts
+                log.exception("could not mark %s/%s in_progress", namespace, name)
         await conclude(ctx, marked or obj, outcome)
     except asyncio.CancelledError:
-        marking.cancel()  # the operator is stopping; the next one resumes the run
+        if marking is not None:
+            marking.cancel()  # the operator is stopping; the next one resumes the run
         raise
     finally:
         ctx.runs.finished(uid)
@@ -80,12 +92,18 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
 
 
 async def _call_model(
-    ctx: Context, namespace: str, spec: InteractionSpec, emit, started
+    ctx: Context, namespace: str, spec: InteractionSpec, emit, started, start
 ) -> Outcome:
     # The API server or Redis being away delays a run; it never fails it.
     model = await through_outages(lambda: ctx.catalog.model(namespace, spec.model), "the model")
     if model is None:
         raise RunError("model_not_found", f"model {spec.model!r} not found")
+    async with ctx.slots.for_model(model):  # queued while the Model is at its cap
+        await start()
+        return await _answer(ctx, namespace, spec, emit, started, model)
+
+
+async def _answer(ctx, namespace, spec, emit, started, model) -> Outcome:
     steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
     )
@@ -113,6 +131,7 @@ async def _call_model(
             not refusals(m.spec.provider, m.name, spec)
             and not media_refusals(m.spec.provider, m.name, steps)
         ),
+        hold=lambda m: contextlib.nullcontext() if m is model else ctx.slots.for_model(m),
         on_first_output=lambda: metrics.FIRST_OUTPUT.observe(time.monotonic() - started),
     )
     calls = turn.call_steps()

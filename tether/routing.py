@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 
 from tether.catalog import ResolvedModel
 from tether.model_turn import Emit, Turn, relay
@@ -29,6 +30,7 @@ async def answer(
     lookup: Lookup,
     provider_of: ProviderOf,
     accepts: Callable[[ResolvedModel], bool] = lambda model: True,
+    hold: Callable[[ResolvedModel], AbstractAsyncContextManager] = lambda model: nullcontext(),
     on_first_output: Callable[[], None] | None = None,
 ) -> tuple[Turn, ResolvedModel]:
     """The turn, and the Model that gave it."""
@@ -43,13 +45,14 @@ async def answer(
     while True:
         try:
             provider = await provider_of(candidate)
-            turn = await relay(
-                provider,
-                dataclasses.replace(request, model=candidate.upstream),
-                tracked,
-                index,
-                on_first_output,
-            )
+            async with hold(candidate):  # the Model's cap on calls in flight
+                turn = await relay(
+                    provider,
+                    dataclasses.replace(request, model=candidate.upstream),
+                    tracked,
+                    index,
+                    on_first_output,
+                )
             return turn, candidate
         except ProviderError as error:
             if streamed or error.code not in NOT_THE_REQUESTS_FAULT:

@@ -81,12 +81,13 @@ def test_image_parts_reach_the_upstream_as_image_urls(http, upstream):
 @pytest.mark.parametrize(
     "fields, named",
     [
-        ({"generation_config": {"thinking_level": "low"}}, "generation_config.thinking_level"),
+        ({"generation_config": {"thinking_budget": 1024}}, "generation_config.thinking_budget"),
         (
             {"tools": [WEATHER, {"type": "url_context"}]},
             "tools[1]: the built-in tool 'url_context'",
         ),
-        ({"input": [{"type": "audio", "mime_type": "audio/wav", "data": "AAAA"}]}, "input: audio"),
+        ({"input": [{"type": "audio", "mime_type": "audio/ogg", "data": "AAAA"}]}, "input: audio"),
+        ({"input": [{"type": "video", "mime_type": "video/mp4", "data": "AAAA"}]}, "input: video"),
         ({"input": [{"type": "document", "uri": "https://example.com/a.pdf"}]}, "input: document"),
         ({"generation_config": {"tool_choice": "validated"}}, "generation_config.tool_choice"),
     ],

@@ -94,7 +94,7 @@ def test_an_upstream_error_fails_the_run_with_its_message(client, upstream):
     failed = client.interactions.create(model="local-llm", input="hi")
     assert failed.status == "failed"
     [error] = failed.errors
-    assert error.code == "provider_error"
+    assert error.code == "auth_failed"
     assert "answered 401" in error.message
     assert "Incorrect API key provided" in error.message
 

@@ -50,6 +50,10 @@ class ModelSpec(ApiModel):
     """Model ids that answer, in order, when this one fails in a way that is not the request's
     fault (rate limited, unavailable, credentials refused). Only this Model's own list is
     followed, never a fallback's."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """The most calls to this Model in flight at once, across the whole platform. Model
+    interactions over it wait as `queued` and start in the order they came; agent runs' calls
+    wait in the same line."""
     responses: list[ScriptedResponse] | None = None
     """For the scripted provider: the turns to replay, in order."""
 

@@ -41,7 +41,9 @@ async def gateway():
     async def serve(run_token_key: str = RUN_KEY, internal: bool = False) -> TestClient:
         """A client of the public port, or of the internal one."""
         settings = Settings(run_token_key=run_token_key)
-        none = dict.fromkeys(("kube", "events", "run_store", "outputs", "catalog", "providers"))
+        none = dict.fromkeys(
+            ("kube", "events", "run_store", "outputs", "catalog", "providers", "slots")
+        )
         state = State(settings=settings, keys=_keys(), **none)  # no connections at all
         app = create_app(state=state)
         client = TestClient(
