@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -24,7 +23,6 @@ from kubernetes.dynamic import DynamicClient
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tether.api import API_VERSION
 from tether.crds import CRD_DIR, ROOT
 from tether.dev.control_plane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
 from tether.dev.processes import (
@@ -35,6 +33,7 @@ from tether.dev.processes import (
     http_ok,
     wait_until,
 )
+from tether.dev.vendors import agent_model, vendor_models, vendor_secrets
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
 from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
@@ -54,12 +53,6 @@ def load_crds() -> list[dict[str, Any]]:
     return [yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml"))]
 
 
-def resource_name(id_: str) -> str:
-    """A valid resource name for any model id (the id itself becomes an alias if it differs)."""
-    name = re.sub(r"[^a-z0-9.-]+", "-", id_.lower()).strip("-.")
-    return name[:253] or "model"
-
-
 def seed(name: str) -> list[dict[str, Any]]:
     """The objects of the chart's seed/<name>.yaml, in the stack's namespace."""
     objects = [o for o in yaml.safe_load_all((SEED_DIR / f"{name}.yaml").read_text()) if o]
@@ -69,32 +62,8 @@ def seed(name: str) -> list[dict[str, Any]]:
 
 
 def default_models(environ: dict[str, str]) -> list[dict[str, Any]]:
-    """The built-in offline models, plus an openai-compatible one when OPENAI_BASE_URL is set."""
-    extra = openai_model(environ, SYSTEM_NAMESPACE)
-    return [*seed("models"), *([extra] if extra else [])]
-
-
-def openai_model(environ: dict[str, str], namespace: str) -> dict[str, Any] | None:
-    """The Model for OPENAI_BASE_URL (OPENAI_MODEL, OPENAI_API_KEY), if it is set."""
-    base_url = environ.get("OPENAI_BASE_URL")
-    if not base_url:
-        return None
-    model_id = resolve_model_id(environ)
-    spec: dict[str, Any] = {
-        "provider": "openai-compatible",
-        "endpoint": base_url,
-        "upstreamModel": environ.get("OPENAI_MODEL", "gpt-4o-mini"),
-    }
-    if resource_name(model_id) != model_id:
-        spec["aliases"] = [model_id]
-    if environ.get("OPENAI_API_KEY"):
-        spec["credentials"] = {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Model",
-        "metadata": {"name": resource_name(model_id), "namespace": namespace},
-        "spec": spec,
-    }
+    """The built-in offline models, plus one per vendor whose key is in the environment."""
+    return [*seed("models"), *vendor_models(environ, SYSTEM_NAMESPACE)]
 
 
 def default_agent(environ: dict[str, str]) -> dict[str, Any]:
@@ -102,15 +71,6 @@ def default_agent(environ: dict[str, str]) -> dict[str, Any]:
     [eva] = seed("eva")
     eva["spec"]["agentConfig"]["model"] = agent_model(environ)
     return eva
-
-
-def agent_model(environ: dict[str, str]) -> str:
-    """eva's model: the openai-compatible one when OPENAI_BASE_URL is set, else `scripted`."""
-    return resolve_model_id(environ) if environ.get("OPENAI_BASE_URL") else "scripted"
-
-
-def resolve_model_id(environ: dict[str, str]) -> str:
-    return environ.get("OPENAI_MODEL", "openai")
 
 
 class Cluster:
@@ -131,17 +91,10 @@ class Cluster:
     def namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def openai_credentials(self, environ: dict[str, str]) -> None:
-        """The Secret of OPENAI_API_KEY, if it is set, for the Model of openai_model()."""
-        if key := environ.get("OPENAI_API_KEY"):
-            self.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "openai-credentials", "namespace": SYSTEM_NAMESPACE},
-                    "stringData": {"api-key": key},
-                }
-            )
+    def vendor_credentials(self, environ: dict[str, str]) -> None:
+        """The Secrets of the vendor keys in `environ`, for the Models of vendor_models()."""
+        for secret in vendor_secrets(environ, SYSTEM_NAMESPACE):
+            self.apply(secret)
 
     def api_key(self, namespace: str, key: str) -> None:
         """An API key whose requests are confined to `namespace`."""
@@ -250,7 +203,7 @@ class DevStack(Component):
         self.cluster = Cluster(self.control_plane.api_client())
         self._start_redis()
         self.cluster.namespace(SYSTEM_NAMESPACE)
-        self.cluster.openai_credentials(self.environ)
+        self.cluster.vendor_credentials(self.environ)
         for model in default_models(self.environ):
             self.cluster.apply(model)
         self.cluster.apply(default_agent(self.environ))

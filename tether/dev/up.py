@@ -32,10 +32,9 @@ from tether.dev.stack import (
     SYSTEM_NAMESPACE,
     Cluster,
     accepts,
-    agent_model,
     load_crds,
-    openai_model,
 )
+from tether.dev.vendors import agent_model, summary, vendor_models
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster, recover
 from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
@@ -100,9 +99,10 @@ class LocalTether(Component):
         control_plane = self.cluster.control_plane
         cluster = Cluster(control_plane.api_client())
         cluster.namespace(SYSTEM_NAMESPACE)
-        cluster.openai_credentials(self.environ)
-        if model := openai_model(self.environ, SYSTEM_NAMESPACE):
-            model["spec"]["endpoint"] = from_pods(model["spec"]["endpoint"])
+        cluster.vendor_credentials(self.environ)
+        for model in vendor_models(self.environ, SYSTEM_NAMESPACE):
+            if endpoint := model["spec"].get("endpoint"):
+                model["spec"]["endpoint"] = from_pods(endpoint)
             cluster.apply(model)
         values = self.state / "values.json"
         values.write_text(
@@ -235,6 +235,7 @@ def up(state: Path) -> int:
         print(error, file=sys.stderr)
         pidfile.unlink(missing_ok=True)
         return 1
+    print(summary(dict(os.environ)))
     _print_how_to_call(state)
     return 0
 

@@ -1,4 +1,4 @@
-"""What `make up` installs (the offline models, and a real vendor when OPENAI_BASE_URL is set),
+"""What `make up` installs (the offline models, and a Model per vendor key in the environment),
 and how it keeps its processes running."""
 
 import logging
@@ -11,6 +11,7 @@ import yaml
 from tether.dev.control_plane import free_port, helm_binary, load_or_create_pki, port_in_use
 from tether.dev.processes import Service, StartupError, Supervisor
 from tether.dev.stack import SEED_DIR, default_agent, default_models
+from tether.dev.vendors import summary, vendor_secrets
 
 
 def test_the_offline_models_are_always_installed():
@@ -31,14 +32,31 @@ def test_openai_base_url_adds_an_openai_compatible_model():
     }
 
 
-def test_an_openai_key_is_referenced_from_a_secret_never_inlined():
-    models = default_models(
-        {"OPENAI_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": "sk"}
+def test_each_vendor_key_adds_its_flagship_with_the_key_in_a_secret_never_inlined():
+    environ = {"GEMINI_API_KEY": "g-sk1", "ANTHROPIC_API_KEY": "a-sk2", "OPENAI_API_KEY": "o-sk3"}
+    models = {m["metadata"]["name"]: m["spec"] for m in default_models(environ)[2:]}
+    assert {name: spec["provider"] for name, spec in models.items()} == {
+        "gemini-pro-latest": "gemini",
+        "claude-opus-5-5": "anthropic",
+        "gpt-6.1-sol": "openai",
+    }
+    assert models["claude-opus-5-5"]["credentials"] == {
+        "secretRef": {"name": "anthropic-credentials", "key": "api-key"}
+    }
+    secrets = {s["metadata"]["name"]: s["stringData"] for s in vendor_secrets(environ, "ns")}
+    assert secrets["gemini-credentials"] == {"api-key": "g-sk1"}
+    assert not any(key in str(models) for key in environ.values())
+
+
+def test_eva_runs_on_the_first_vendor_present_else_on_scripted_and_says_so():
+    both = {"ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o", "ANTHROPIC_MODEL": "claude-x"}
+    assert default_agent(both)["spec"]["agentConfig"]["model"] == "claude-x"
+    assert (
+        summary(both) == "Models: claude-x (anthropic), gpt-6.1-sol (openai); eva runs on claude-x."
     )
-    spec = models[-1]["spec"]
-    assert models[-1]["metadata"]["name"] == "openai"
-    assert spec["credentials"] == {"secretRef": {"name": "openai-credentials", "key": "api-key"}}
-    assert "sk" not in str(spec)
+    assert default_agent({})["spec"]["agentConfig"]["model"] == "scripted"
+    assert summary({}).startswith("No vendor key in the environment (GEMINI_API_KEY, ")
+    assert "\n" not in summary({})
 
 
 def test_make_up_seeds_the_same_models_and_agent_as_the_chart():
@@ -55,7 +73,6 @@ def test_make_up_seeds_the_same_models_and_agent_as_the_chart():
 def test_eva_uses_the_openai_compatible_model_when_one_is_configured():
     environ = {"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1", "OPENAI_MODEL": "Qwen/Qwen2.5-7B"}
     assert default_agent(environ)["spec"]["agentConfig"]["model"] == "Qwen/Qwen2.5-7B"
-    assert default_agent({})["spec"]["agentConfig"]["model"] == "scripted"
 
 
 # -- supervision of child processes -------------------------------------------------------------
