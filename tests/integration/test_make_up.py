@@ -27,6 +27,8 @@ from tests.integration.test_real_node_host import processes_from
 from tests.integration.test_sdk_interactions import wait_until_ended
 from tether.crds import ROOT
 from tether.dev.control_plane import free_port, helm_binary
+from tether.dev.fakes.anthropic import AnthropicServer
+from tether.dev.fakes.serving import Reply
 from tether.dev.processes import wait_until
 from tether.dev.stack import Cluster, accepts, new_api_key
 from tether.dev.versions import CACHE
@@ -37,10 +39,10 @@ from tether.dev.worker.parts import NodeParts
 pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 
 
-def cli(state: Path, *args: str, port: int) -> subprocess.CompletedProcess:
+def cli(state: Path, *args: str, port: int, **environ: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "tether.dev.up", *args, "--state", str(state)],
-        env={**os.environ, "TETHER_PORT": str(port)},
+        env={**os.environ, "TETHER_PORT": str(port), **environ},
         capture_output=True,
         text=True,
         timeout=1800,
@@ -53,11 +55,22 @@ def read_env(state: Path) -> dict[str, str]:
 
 
 class Up:
-    def __init__(self, state: Path, port: int, first: subprocess.CompletedProcess) -> None:
+    def __init__(
+        self,
+        state: Path,
+        port: int,
+        first: subprocess.CompletedProcess,
+        vendor: AnthropicServer,
+        environ: dict[str, str],
+    ) -> None:
         self.state, self.port, self.first = state, port, first
+        self.vendor, self.environ = vendor, environ
         self.env = read_env(state)
         self.sdk = sdk_client(self.env["TETHER_URL"], self.env["TETHER_API_KEY"])
         self.demo_id = ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return cli(self.state, *args, port=self.port, **self.environ)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """The kubectl `.tether/env` puts on PATH, on the KUBECONFIG it names."""
@@ -87,12 +100,20 @@ def before():
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory, before):
+def vendor():
+    """A local server speaking Anthropic's Messages API, as a user's vendor key would reach."""
+    with AnthropicServer(replies=[Reply("hello from the vendor")]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory, before, vendor):
     state, port = tmp_path_factory.mktemp("up"), free_port()
-    first = cli(state, "up", port=port)
+    environ = {"ANTHROPIC_API_KEY": "sk-ant-local-123", "ANTHROPIC_BASE_URL": vendor.url}
+    first = cli(state, "up", port=port, **environ)
     log = state / "logs" / "supervisor.log"
     assert first.returncode == 0, first.stdout + first.stderr + log.read_text()[-3000:]
-    yield Up(state, port, first)
+    yield Up(state, port, first, vendor, environ)
     cli(state, "down", port=port)
 
 
@@ -121,7 +142,7 @@ def test_up_runs_the_chart_from_images_built_here_and_prints_how_to_call_it(up):
     assert all(pod["status"]["phase"] == "Running" for pod in pods)
     releases = json.loads(up.helm("list", "-o", "json"))
     assert [(r["name"], r["status"]) for r in releases] == [("tether", "deployed")]
-    again = cli(up.state, "up", port=up.port)
+    again = up.cli("up")
     assert "already running" in again.stdout
 
 
@@ -140,6 +161,41 @@ def test_the_sdk_e2e_suite_passes_against_it(up):
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout
+
+
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
+
+
+def test_a_vendor_key_serves_the_quickstart_tools_images_and_eva_unchanged(up):
+    assert "Models: claude-opus-5-5 (anthropic); eva runs on claude-opus-5-5." in up.first.stdout
+    sdk, vendor = up.sdk, up.vendor
+    vendor.replies = [Reply("hello from the vendor")]
+    quick = sdk.interactions.create(model="claude-opus-5-5", input="hi")
+    assert (quick.status, quick.output_text) == ("completed", "hello from the vendor")
+    assert vendor.api_keys[-1] == "sk-ant-local-123"
+
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    vendor.replies = [Reply(tool_calls=[{"name": "get_weather", "arguments": {}}]), Reply("cold")]
+    vendor.served = 0
+    asked = sdk.interactions.create(model="claude-opus-5-5", input="weather?", tools=[weather])
+    assert asked.status == "requires_action"
+    answered = sdk.interactions.create(
+        model="claude-opus-5-5",
+        previous_interaction_id=asked.id,
+        input=[{"type": "function_result", "call_id": asked.steps[0].id, "result": "-3 C"}],
+    )
+    assert answered.output_text == "cold"
+
+    vendor.replies, vendor.served = [Reply("a tiny picture")], 0
+    image = {"type": "image", "mime_type": "image/png", "data": PNG}
+    question = {"type": "text", "text": "what is this?"}
+    seen = sdk.interactions.create(model="claude-opus-5-5", input=[question, image])
+    assert seen.output_text == "a tiny picture"
+    assert vendor.requests[-1]["messages"][-1]["content"][1]["source"]["data"] == PNG
+
+    vendor.replies, vendor.served = [Reply("eva here")], 0
+    eva = sdk.interactions.create(agent="eva", input="say hello")
+    assert (eva.status, eva.output_text) == ("completed", "eva here")
 
 
 def test_make_demo_runs_its_agent_under_gvisor_and_reaches_the_hosts_loopback(up):
@@ -440,14 +496,14 @@ def test_helm_upgrade_to_a_new_image_rolls_the_gateway_without_losing_a_run(up):
 
 def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
     host, running = before
-    down = cli(up.state, "down", port=up.port)
+    down = up.cli("down")
     assert "Tether stopped." in down.stdout
     assert host.differences(HostState.observe()) == {}
     assert processes_from(CACHE) == running
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", up.port)) != 0
 
-    again = cli(up.state, "up", port=up.port)
+    again = up.cli("up")
     assert again.returncode == 0, again.stderr
     env = read_env(up.state)
     assert env["TETHER_API_KEY"] == up.env["TETHER_API_KEY"]  # the same key
@@ -473,13 +529,13 @@ def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
     assert "tether-redis" in up.kubectl("get", "pvc", "-n", "tether-system", "-o", "name")
     assert up.demo_id in up.kubectl("get", "interactions", "-n", env["TETHER_NAMESPACE"])
 
-    assert "Tether stopped." in cli(up.state, "down", port=up.port).stdout
+    assert "Tether stopped." in up.cli("down").stdout
     assert host.differences(HostState.observe()) == {}
 
 
 def test_make_down_puts_the_host_back_after_make_up_was_killed(up, before):
     host, running = before
-    again = cli(up.state, "up", port=up.port)  # (after the uninstall above: installs again)
+    again = up.cli("up")  # (after the uninstall above: installs again)
     assert again.returncode == 0, again.stderr
     supervisor = int((up.state / "supervisor.pid").read_text())
     os.kill(supervisor, signal.SIGKILL)  # no chance to stop anything: its children die with it
@@ -488,7 +544,7 @@ def test_make_down_puts_the_host_back_after_make_up_was_killed(up, before):
         time.sleep(0.2)
     assert "links" in host.differences(HostState.observe())  # its bridge is still there
 
-    down = cli(up.state, "down", port=up.port)
+    down = up.cli("down")
     assert down.stdout == "Tether was not running; put back what its last run left on this host.\n"
     assert host.differences(HostState.observe()) == {}
     assert processes_from(CACHE) == running

@@ -19,11 +19,13 @@ class Vendor:
     """The environment variable that names the model to route to."""
     flagship: str
     """The model routed to when that variable is unset: the vendor's current flagship."""
-    base_url: str | None = None
-    """The environment variable of another endpoint speaking its protocol (vLLM, Ollama)."""
+    base_url: str
+    """The environment variable of another endpoint speaking its protocol (a proxy, vLLM)."""
+    keyless: bool = False
+    """Whether an endpoint alone, without a key, is a vendor (a local OpenAI-compatible one)."""
 
     def present(self, environ: dict[str, str]) -> bool:
-        return bool(environ.get(self.key) or (self.base_url and environ.get(self.base_url)))
+        return bool(environ.get(self.key) or (self.keyless and environ.get(self.base_url)))
 
     @property
     def secret(self) -> str:
@@ -31,9 +33,11 @@ class Vendor:
 
 
 VENDORS = (
-    Vendor("gemini", "GEMINI_API_KEY", "GEMINI_MODEL", "gemini-pro-latest"),
-    Vendor("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL", "claude-opus-5-5"),
-    Vendor("openai", "OPENAI_API_KEY", "OPENAI_MODEL", "gpt-6.1-sol", base_url="OPENAI_BASE_URL"),
+    Vendor("gemini", "GEMINI_API_KEY", "GEMINI_MODEL", "gemini-pro-latest", "GEMINI_BASE_URL"),
+    Vendor(
+        "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_MODEL", "claude-opus-5-5", "ANTHROPIC_BASE_URL"
+    ),
+    Vendor("openai", "OPENAI_API_KEY", "OPENAI_MODEL", "gpt-6.1-sol", "OPENAI_BASE_URL", True),
 )
 OFFLINE_AGENT_MODEL = "scripted"
 
@@ -54,8 +58,10 @@ def vendor_models(environ: dict[str, str], namespace: str) -> list[dict[str, Any
     for vendor in (v for v in VENDORS if v.present(environ)):
         id_ = model_id(vendor, environ)
         spec: dict[str, Any] = {"provider": vendor.provider, "upstreamModel": id_}
-        if vendor.base_url and (endpoint := environ.get(vendor.base_url)):
-            spec.update(provider="openai-compatible", endpoint=endpoint)
+        if endpoint := environ.get(vendor.base_url):
+            spec["endpoint"] = endpoint
+            if vendor.keyless:  # any server speaking the protocol, not the vendor itself
+                spec["provider"] = "openai-compatible"
         if resource_name(id_) != id_:
             spec["aliases"] = [id_]
         if environ.get(vendor.key):
