@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from tether.dev.fakes.serving import LocalServer, Reply
+from tether.dev.fakes.serving import LocalServer, Reply, serve
 
 __all__ = ["AnthropicServer", "Reply"]
 
@@ -524,17 +524,5 @@ class AnthropicServer(LocalServer):
         return content
 
 
-def main() -> None:
-    """`python -m tether.dev.fakes.anthropic --port N --text "..."`: serve until killed."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--text", default="hello from upstream")
-    args = parser.parse_args()
-    server = AnthropicServer(replies=[Reply(args.text)], record=False)
-    web.run_app(server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
-
-
 if __name__ == "__main__":
-    main()
+    serve(AnthropicServer)

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.dev.fakes.serving import LocalServer, Reply
+from tether.dev.fakes.serving import LocalServer, Reply, serve
 
 __all__ = ["ChatCompletionsServer", "Reply"]
 
@@ -97,17 +97,5 @@ class ChatCompletionsServer(LocalServer):
         return response
 
 
-def main() -> None:
-    """`python -m tether.dev.fakes.chat_completions --port N --text "..."`: serve until killed."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--text", default="hello from upstream")
-    args = parser.parse_args()
-    server = ChatCompletionsServer(replies=[Reply(args.text)], record=False)
-    web.run_app(server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
-
-
 if __name__ == "__main__":
-    main()
+    serve(ChatCompletionsServer)

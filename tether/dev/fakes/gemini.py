@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.dev.fakes.serving import LocalServer, Reply
+from tether.dev.fakes.serving import LocalServer, Reply, serve
 
 __all__ = ["GeminiServer", "Reply"]
 
@@ -533,17 +533,5 @@ def google_error(status: int, message: str, retry_after: float | None = None) ->
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-def main() -> None:
-    """`python -m tether.dev.fakes.gemini --port N --text "..."`: serve until killed."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--text", default="hello from upstream")
-    args = parser.parse_args()
-    server = GeminiServer(replies=[Reply(args.text)], record=False)
-    web.run_app(server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
-
-
 if __name__ == "__main__":
-    main()
+    serve(GeminiServer)

@@ -81,3 +81,16 @@ class LocalServer:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+def serve(server: type[LocalServer]) -> None:
+    """`python -m tether.dev.fakes.<vendor> --port N --text "..."`: answer every request with
+    that text until killed, recording nothing (for benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=serve.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--text", default="hello from upstream")
+    args = parser.parse_args()
+    app = server(replies=[Reply(args.text)], record=False).app()
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
