@@ -1,10 +1,12 @@
-"""Gateway overhead: the same requests sent straight to a local OpenAI-compatible server and
-through Tether (gateway → Interaction CR → operator → provider → event log), interleaved.
+"""Gateway overhead: the same prompt, on each provider path (openai-compatible, gemini,
+anthropic), sent straight to a local server in the vendor's own protocol, through LiteLLM's
+proxy (its Interactions endpoint) and through Tether (gateway → Interaction CR → operator →
+provider → event log), all interleaved in one run.
 
-    make bench            # or: .venv/bin/python bench/overhead.py --requests 200
+    make bench            # or: .venv/bin/python bench/overhead.py --requests 200 [--no-peer]
 
-Reports p50/p99 of non-streaming latency and of streaming time to first event and to first
-token, with the ratio Tether/direct, and writes them to BENCHMARKS.md.
+Reports p50/p99 of non-streaming latency and of streaming time to first token, what LiteLLM and
+Tether each add over the direct call, and the ratio of the two; writes them to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -14,44 +16,30 @@ import datetime as dt
 import os
 import platform
 import random
-import socket
 import statistics
 import sys
 import tempfile
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from calls import Call, CallFailed, first_token, interactions_call, latency  # bench/
+from litellm_peer import INTERACTIONS_PATH, PIN, LiteLLMProxy, model_name
 from prometheus_client.parser import text_string_to_metric_families
-from report import write_section  # bench/, the script's folder
+from report import write_section
+from upstreams import KEY, UPSTREAM_MODEL, UPSTREAMS, LocalUpstreams
 
-from tether.dev.control_plane import free_port
-from tether.dev.processes import spawn, stop, wait_until
 from tether.dev.stack import DevStack
 
-REPLY = " ".join(f"token{i}" for i in range(20))
-PROMPT = "Summarise the quarterly pricing changes in one paragraph."
+SIDES = {"direct": "direct", "litellm": "LiteLLM", "tether": "Tether"}
+MEASURES = {"latency": "non-streaming latency", "first_token": "streaming: time to first token"}
+TIMERS = {"latency": latency, "first_token": first_token}
+TENANT = "bench"
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def stream_times(client: httpx.Client, url: str, body: dict, marker: str, headers=None):
-    """Seconds to the first SSE data line, and to the first one containing `marker`."""
-    started = time.perf_counter()
-    first_event = None
-    with client.stream("POST", url, json=body, headers=headers) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data:"):
-                continue
-            if first_event is None:
-                first_event = time.perf_counter() - started
-            if marker in line:
-                return first_event, time.perf_counter() - started
-    raise RuntimeError(f"no {marker!r} in the stream from {url}")
 
 
 BREAKDOWN = {
@@ -75,125 +63,156 @@ def operator_sums(url: str) -> dict[str, tuple[float, float]]:
     return found
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def run(requests: int, warmup: int) -> dict[str, dict[str, list[float]]]:
-    work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
-    port = free_port()
-    log = work / "upstream.log"
-    upstream = spawn(
-        [
-            sys.executable,
-            "-m",
-            "tether.dev.fakes.chat_completions",
-            "--port",
-            str(port),
-            "--text",
-            REPLY,
-        ],
-        log,
-    )
-    upstream_url = f"http://127.0.0.1:{port}/v1"
-    stack = None
-    try:
-        wait_until("upstream", lambda: _port_open(port), 20, [("upstream", upstream, log)])
-        stack = DevStack(work / "stack").start()
-        key = stack.add_tenant("bench")
-        stack.cluster.apply(
-            {
-                "apiVersion": "tether.dev/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": "bench-llm", "namespace": "bench"},
-                "spec": {
-                    "provider": "openai-compatible",
-                    "endpoint": upstream_url,
-                    "upstreamModel": "m",
-                },
-            }
-        )
-        direct_body = {"model": "m", "messages": [{"role": "user", "content": PROMPT}]}
-        tether_body = {"model": "bench-llm", "input": PROMPT}
-        auth = {"x-goog-api-key": key}
-        samples = {
-            name: {"direct": [], "tether": []} for name in ("latency", "first_event", "first_token")
+def tether_objects(endpoints: dict[str, str]) -> list[dict]:
+    """The tenant's upstream key and a Model per path, named as LiteLLM's deployments are."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "bench-key", "namespace": TENANT},
+        "stringData": {"token": KEY},
+    }
+    models = [
+        {
+            "apiVersion": "tether.dev/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": model_name(upstream.provider), "namespace": TENANT},
+            "spec": {
+                "provider": upstream.provider,
+                "endpoint": endpoints[upstream.provider],
+                "upstreamModel": UPSTREAM_MODEL,
+                "credentials": {"secretRef": {"name": "bench-key", "key": "token"}},
+            },
         }
+        for upstream in UPSTREAMS
+    ]
+    return [secret, *models]
 
+
+Samples = dict[str, list[float]]
+"""Seconds per measure (MEASURES' keys)."""
+
+
+@dataclass
+class Measured:
+    samples: dict[tuple[str, str], Samples]
+    """Per (provider, side)."""
+    breakdown: dict[str, float]
+    """Mean seconds per operator stage (BREAKDOWN's keys), over every Tether request."""
+    peer: str | None
+    """What stood for LiteLLM, or None when the run skipped it."""
+    peer_failures: dict[str, str] = field(default_factory=dict)
+    """Per provider, what LiteLLM answered on a path it could not serve."""
+
+
+def no_samples() -> Samples:
+    return {name: [] for name in MEASURES}
+
+
+def measure(client: httpx.Client, call: Call, into: Samples) -> None:
+    for name, timer in TIMERS.items():
+        seconds, _ = timer(client, call)
+        into[name].append(seconds)
+
+
+def peer_calls(
+    client: httpx.Client, proxy: LiteLLMProxy
+) -> tuple[dict[tuple[str, str], Call], dict[str, str]]:
+    """LiteLLM's call on each path it serves, tried once each way first; what it answered on the
+    others, which are reported rather than timed."""
+    calls, failures = {}, {}
+    for upstream in UPSTREAMS:
+        call = proxy.call(upstream.provider)
+        try:
+            measure(client, call, no_samples())
+            calls[upstream.provider, "litellm"] = call
+        except CallFailed as error:
+            failures[upstream.provider] = str(error)
+    return calls, failures
+
+
+def run(requests: int, warmup: int, peer: bool) -> Measured:
+    work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
+    upstreams = LocalUpstreams(work / "upstreams")
+    proxy = stack = None
+    try:
+        upstreams.start()
+        endpoints = upstreams.endpoints
+        calls = {(u.provider, "direct"): u.direct(endpoints[u.provider]) for u in UPSTREAMS}
+        failures = {}
         with httpx.Client(timeout=60) as client:
-
-            def direct() -> None:
-                started = time.perf_counter()
-                client.post(f"{upstream_url}/chat/completions", json=direct_body).raise_for_status()
-                samples["latency"]["direct"].append(time.perf_counter() - started)
-                event, token = stream_times(
-                    client,
-                    f"{upstream_url}/chat/completions",
-                    {**direct_body, "stream": True, "stream_options": {"include_usage": True}},
-                    '"content": "token0"',
-                )
-                samples["first_event"]["direct"].append(event)
-                samples["first_token"]["direct"].append(token)
-
-            def through_tether() -> None:
-                started = time.perf_counter()
-                client.post(
-                    f"{stack.url}/v1/interactions", json=tether_body, headers=auth
-                ).raise_for_status()
-                samples["latency"]["tether"].append(time.perf_counter() - started)
-                event, token = stream_times(
-                    client,
+            if peer:
+                proxy = LiteLLMProxy(work / "litellm", endpoints).start()
+                served, failures = peer_calls(client, proxy)
+                calls.update(served)
+            stack = DevStack(work / "stack").start()
+            key = stack.add_tenant(TENANT)
+            for obj in tether_objects(endpoints):
+                stack.cluster.apply(obj)
+            for upstream in UPSTREAMS:
+                calls[upstream.provider, "tether"] = interactions_call(
                     f"{stack.url}/v1/interactions",
-                    {**tether_body, "stream": True},
-                    '"step.delta"',
-                    headers=auth,
+                    model_name(upstream.provider),
+                    {"x-goog-api-key": key},
                 )
-                samples["first_event"]["tether"].append(event)
-                samples["first_token"]["tether"].append(token)
 
             for _ in range(warmup):
-                direct()
-                through_tether()
-            for series in samples.values():
-                for values in series.values():
-                    values.clear()
+                for call in calls.values():
+                    measure(client, call, no_samples())
+            samples = {target: no_samples() for target in calls}
             before = operator_sums(stack.operator_metrics_url)
             rng = random.Random(7)
             for _ in range(requests):
-                pair = [direct, through_tether]
-                rng.shuffle(pair)  # interleaved, in random order, so drift hits both alike
-                for call in pair:
-                    call()
+                order = list(calls)
+                rng.shuffle(order)  # interleaved, in random order, so drift hits all alike
+                for target in order:
+                    measure(client, calls[target], samples[target])
             after = operator_sums(stack.operator_metrics_url)
-        samples["breakdown"] = {
+        breakdown = {
             name: (after[name][0] - before[name][0]) / (after[name][1] - before[name][1])
             for name in BREAKDOWN
         }
-        return samples
+        return Measured(samples, breakdown, PIN if peer else None, failures)
     finally:
         if stack is not None:
             stack.stop()
-        stop(upstream)
+        if proxy is not None:
+            proxy.stop()
+        upstreams.stop()
 
 
-def report(samples, requests: int, command: str) -> str:
-    rows = []
-    for name, title in (
-        ("latency", "non-streaming latency"),
-        ("first_event", "streaming: time to first event"),
-        ("first_token", "streaming: time to first token"),
-    ):
-        direct, tether = samples[name]["direct"], samples[name]["tether"]
-        d50, d99 = percentile(direct, 0.5) * 1e3, percentile(direct, 0.99) * 1e3
-        t50, t99 = percentile(tether, 0.5) * 1e3, percentile(tether, 0.99) * 1e3
-        rows.append(
-            f"| {title} | {d50:.1f} | {d99:.1f} | {t50:.1f} | {t99:.1f} | "
-            f"{t50 / d50:.1f}x | +{t50 - d50:.1f} ms |"
-        )
-    mean = statistics.mean(samples["latency"]["tether"]) * 1e3
+def _p50_p99(values: list[float] | None) -> tuple[float, float] | None:
+    """Milliseconds, or None for a side that was not measured."""
+    return (percentile(values, 0.5) * 1e3, percentile(values, 0.99) * 1e3) if values else None
+
+
+def _row(measured: Measured, provider: str, name: str, title: str) -> str:
+    stats = {side: _p50_p99(measured.samples.get((provider, side), {}).get(name)) for side in SIDES}
+    cells = [
+        f"{ms:.1f}" if ms is not None else "n/a"
+        for side in SIDES
+        for ms in stats[side] or (None, None)
+    ]
+    added = {
+        side: stats[side][0] - stats["direct"][0] if stats[side] and stats["direct"] else None
+        for side in ("litellm", "tether")
+    }
+    cells += [f"{ms:+.1f}" if ms is not None else "n/a" for ms in added.values()]
+    tether, litellm = added["tether"], added["litellm"]
+    ratio = f"{tether / litellm:.1f}x" if tether is not None and litellm and litellm > 0 else "n/a"
+    return f"| {provider} | {title} | {' | '.join(cells)} | {ratio} |"
+
+
+def report(measured: Measured, requests: int, command: str) -> str:
+    rows = [
+        _row(measured, upstream.provider, name, title)
+        for upstream in UPSTREAMS
+        for name, title in MEASURES.items()
+    ]
+    tether = [
+        v for (_, side), s in measured.samples.items() if side == "tether" for v in s["latency"]
+    ]
     breakdown = [
-        f"| {text} | {samples['breakdown'][name] * 1e3:.1f} |" for name, text in BREAKDOWN.items()
+        f"| {text} | {measured.breakdown[name] * 1e3:.1f} |" for name, text in BREAKDOWN.items()
     ]
     return "\n".join(
         [
@@ -201,21 +220,21 @@ def report(samples, requests: int, command: str) -> str:
             "",
             f"Measured {dt.date.today().isoformat()} on {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}; "
-            f"{requests} interleaved request pairs after warm-up. Command: `{command}`",
+            f"{requests} interleaved rounds after warm-up, each round every path on every side"
+            f" in random order. Command: `{command}`",
             "",
-            "The upstream is a local Chat Completions server (`tether.dev.fakes.chat_completions`,"
-            " its own process) answering 20 tokens. *Direct* calls it; *Tether* sends the same"
-            " prompt through the gateway, which writes an Interaction, whose run the operator"
-            " picks up from its watch, calls the upstream (streaming), appends events to Redis"
-            " and writes the final status. Everything runs on the same 2 cores.",
+            *_setup(measured),
             "",
-            "| measure | direct p50 (ms) | direct p99 (ms) | Tether p50 (ms) | Tether p99 (ms) |"
-            " ratio p50 | added p50 |",
-            "|---|---|---|---|---|---|---|",
+            "| path | measure | direct p50 (ms) | direct p99 (ms) | LiteLLM p50 (ms) |"
+            " LiteLLM p99 (ms) | Tether p50 (ms) | Tether p99 (ms) | LiteLLM added p50 (ms) |"
+            " Tether added p50 (ms) | Tether added / LiteLLM added |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            f"Mean Tether non-streaming latency: {mean:.1f} ms. Where it goes, from the"
-            " operator's own histograms over the same requests (means, streaming and not):",
+            *_peer_notes(measured),
+            f"Mean Tether non-streaming latency, all paths: {statistics.mean(tether) * 1e3:.1f} ms."
+            " Where it goes, from the operator's own histograms over the same requests (means,"
+            " streaming and not):",
             "",
             "| stage | mean (ms) |",
             "|---|---|",
@@ -225,16 +244,53 @@ def report(samples, requests: int, command: str) -> str:
     )
 
 
+def _setup(measured: Measured) -> list[str]:
+    lines = [
+        "Each path's upstream is a local server speaking the vendor's own protocol"
+        " (`tether.dev.fakes.chat_completions`, `.gemini`, `.anthropic`, each its own process)"
+        " answering 20 tokens. *Direct* calls it in that protocol (Chat Completions,"
+        " generateContent / streamGenerateContent, Messages). *Tether* sends the same prompt to"
+        " `POST /v1/interactions`: the gateway writes an Interaction, whose run the operator picks"
+        " up from its watch, calls the upstream (streaming), appends events to Redis and writes the"
+        " final status. Everything runs on the same cores.",
+    ]
+    if measured.peer is None:
+        return [*lines, "", "*LiteLLM* was skipped in this run (`--no-peer`)."]
+    return [
+        *lines,
+        "",
+        f"*LiteLLM* is LiteLLM's proxy (`{measured.peer}`, in a virtual environment of its own,"
+        f" one worker, no database) answering the same prompt on `POST {INTERACTIONS_PATH}`, with"
+        " one deployment per path: `openai/m` with `use_chat_completions_api` (Interactions →"
+        " Responses → Chat Completions), `anthropic/m` (Interactions → Responses → Messages), and"
+        " `gemini/m`, which LiteLLM forwards unchanged to Google's own Interactions API"
+        " (`POST {api_base}/v1beta/interactions`) instead of calling generateContent.",
+        "",
+        "*Added* is a side's p50 minus the direct p50; the last column is Tether's added latency"
+        " over LiteLLM's.",
+    ]
+
+
+def _peer_notes(measured: Measured) -> list[str]:
+    notes = [
+        f"- LiteLLM could not serve the {provider} path: `{' '.join(error.split())[:400]}`"
+        for provider, error in measured.peer_failures.items()
+    ]
+    return [*notes, ""] if notes else []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip LiteLLM's proxy")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
-    command = (
-        "make bench" if args.requests == 200 else f"bench/overhead.py --requests {args.requests}"
-    )
-    text = report(run(args.requests, args.warmup), args.requests, command)
+    flags = [f"--requests {args.requests}"] if args.requests != 200 else []
+    flags += [f"--warmup {args.warmup}"] if args.warmup != 20 else []
+    flags += [] if args.peer else ["--no-peer"]
+    command = f"bench/overhead.py {' '.join(flags)}" if flags else "make bench"
+    text = report(run(args.requests, args.warmup, args.peer), args.requests, command)
     print(text)
     write_section(args.out, text)
     return 0

@@ -1,5 +1,5 @@
-"""A Model's maxConcurrency: a fair line in the real Redis, across every replica, and what a
-client sees of it (runs over the cap wait `queued` and start in the order they came)."""
+"""A Model's maxConcurrency: a fair line in the real Redis, across every replica (what a client
+sees of it, per vendor: test_vendors.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.test_sdk_interactions import wait_until_ended
 from tether.store import model_slots
 from tether.store.model_slots import ModelSlots
 
@@ -71,28 +70,3 @@ async def test_a_waiter_that_gives_up_leaves_the_line_at_once(slots, request):
     async with asyncio.timeout(2):  # not the 10 s a silent waiter would keep its place
         async with slots.hold(key, 1):
             pass
-
-
-def test_runs_over_a_models_cap_wait_queued_and_start_in_order(stack, client):
-    stack.cluster.apply(
-        {
-            "apiVersion": "tether.dev/v1alpha1",
-            "kind": "Model",
-            "metadata": {"name": "one-at-a-time", "namespace": "tenant-a"},
-            "spec": {"provider": "echo", "maxConcurrency": 1},
-        }
-    )
-    runs = [
-        client.interactions.create(model="one-at-a-time", input="/sleep 1", background=True)
-        for _ in range(3)
-    ]
-    cancelled = client.interactions.create(model="one-at-a-time", input="/sleep 1", background=True)
-    time.sleep(0.5)
-    statuses = [client.interactions.get(r.id).status for r in [*runs, cancelled]]
-    assert statuses == ["in_progress", "queued", "queued", "queued"]
-    client.interactions.cancel(cancelled.id)
-    assert wait_until_ended(client, cancelled.id).status == "cancelled"
-    ended = [wait_until_ended(client, r.id, timeout=20) for r in runs]
-    assert [e.status for e in ended] == ["completed"] * 3
-    finished = [e.updated for e in ended]
-    assert finished == sorted(finished)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ import httpx
 import pytest
 
 from tests.integration.test_agent_runs import agent_run
-from tests.integration.test_sdk_interactions import api_error
+from tests.integration.test_sdk_interactions import api_error, wait_until_ended
+from tether.dev.control_plane import free_port
 from tether.dev.fakes.anthropic import AnthropicServer
 from tether.dev.fakes.chat_completions import ChatCompletionsServer
 from tether.dev.fakes.gemini import GeminiServer
@@ -341,6 +343,35 @@ def test_a_vendor_failure_is_named_with_the_vendors_own_message(client, vendor, 
     assert vendor.server.served == tries
     if tries > 1:
         assert "tried 3 times" in error.message
+
+
+def test_an_unreachable_vendor_is_unavailable_after_its_retries(client, vendor, stack):
+    closed = f"http://127.0.0.1:{free_port()}"
+    install(stack, vendor.model, PROVIDERS[vendor.name], closed, retries={"attempts": 2})
+    failed = client.interactions.create(model=vendor.model, input="hello?")
+    assert failed.status == "failed"
+    [error] = failed.errors
+    assert error.code == "provider_unavailable"
+    assert "cannot reach" in error.message and "tried 2 times" in error.message
+
+
+def test_runs_over_the_models_cap_wait_queued_and_start_in_order(client, vendor, stack):
+    install(stack, vendor.model, PROVIDERS[vendor.name], vendor.server.url, maxConcurrency=1)
+    vendor.server.replies = [Reply("done", delay=1.0)]
+    runs = [
+        client.interactions.create(model=vendor.model, input="go", background=True)
+        for _ in range(4)
+    ]
+    time.sleep(0.5)
+    statuses = [client.interactions.get(r.id).status for r in runs]
+    assert statuses == ["in_progress", "queued", "queued", "queued"]
+    client.interactions.cancel(runs[-1].id)  # one that waits in line can be cancelled
+    assert wait_until_ended(client, runs[-1].id).status == "cancelled"
+    ended = [wait_until_ended(client, r.id, timeout=20) for r in runs[:-1]]
+    assert [e.status for e in ended] == ["completed"] * 3
+    finished = [e.updated for e in ended]
+    assert finished == sorted(finished)
+    assert vendor.server.served == 3
 
 
 def test_a_fallback_answers_when_the_model_is_unavailable_and_says_so(client, vendor, stack):

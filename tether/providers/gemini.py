@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import httpx
 from google import genai
 from google.genai import errors, types
 
@@ -176,7 +175,8 @@ class GeminiProvider:
                 f"{self.endpoint} answered {error.code}: {error.message}",
                 headers.get("Retry-After"),
             ) from error
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as error:
+        # the client's async transport is aiohttp, which Tether depends on anyway
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise failure(None, f"cannot reach {self.endpoint}: {error!r}") from error
 
 

@@ -440,7 +440,7 @@ class AnthropicServer(LocalServer):
             return error_response(400, f"The request body is not valid JSON: {error}")
         # Every request with a JSON body is recorded and consumes a reply, refused or not: a test
         # sees what a refused request carried, and the replies after it move up by one.
-        reply = self.next_reply(request, body)
+        reply = await self.next_reply(request, body)
         if api_key(request.headers) is None:
             return error_response(401, "x-api-key header is required")
         if "anthropic-version" not in request.headers:

@@ -33,7 +33,7 @@ class ChatCompletionsServer(LocalServer):
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        reply = self.next_reply(request, body)
+        reply = await self.next_reply(request, body)
         if reply.status != 200:
             headers = {} if reply.retry_after is None else {"Retry-After": str(reply.retry_after)}
             return web.json_response(

@@ -208,7 +208,7 @@ class GeminiServer(LocalServer):
             )
         # Every request that parses is recorded, refused or not; a refused one hands its reply
         # back, so a test's scripted replies stay in step with the calls that reached the model.
-        reply = self.next_reply(request, body)
+        reply = await self.next_reply(request, body)
         try:
             if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
                 raise Refusal(

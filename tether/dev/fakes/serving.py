@@ -28,6 +28,8 @@ class Reply:
     retry_after: float | None = None
     """Sent as a Retry-After header with an error status."""
     cached_tokens: int = 0
+    delay: float = 0.0
+    """Seconds the server takes before it answers: a slow model."""
 
 
 @dataclass
@@ -45,12 +47,13 @@ class LocalServer:
     def app(self) -> web.Application:
         raise NotImplementedError
 
-    def next_reply(self, request: web.Request, body: dict[str, Any]) -> Reply:
+    async def next_reply(self, request: web.Request, body: dict[str, Any]) -> Reply:
         if self.record:
             self.requests.append(body)
             self.headers.append(dict(request.headers))
         reply = self.replies[min(self.served, len(self.replies) - 1)]
         self.served += 1
+        await asyncio.sleep(reply.delay)
         return reply
 
     @property
