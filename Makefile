@@ -79,7 +79,9 @@ down: venv
 demo: venv
 	@$(PY) -m tether.dev.demo
 
-## Gateway overhead against calling the model server directly; writes BENCHMARKS.md.
+## Gateway overhead on each provider path, against calling the model server directly and
+## against LiteLLM's proxy; writes BENCHMARKS.md. The first run installs LiteLLM in a venv of
+## its own (~/.cache/tether/bench/litellm-venv); `bench/overhead.py --no-peer` skips it.
 bench: venv control-plane node-parts system-deps
 	$(PY) bench/overhead.py
 

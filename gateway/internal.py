@@ -107,7 +107,7 @@ async def _generate(
     state: State, claims: run_tokens.RunClaims, obj: dict[str, Any], body: GenerateRequest
 ) -> web.Response:
     ns, name = claims.namespace, claims.name
-    used = sum(await state.run_store.usage(ns, name))
+    used = (await state.run_store.usage(ns, name)).spent
     accepted = (obj["metadata"].get("annotations") or {}).get(ACCEPTED_ANNOTATION)
     if used == 0 and accepted and await state.run_store.next_index(ns, name) == 0:
         SANDBOX_FIRST_CALL.observe(max(0.0, time.time() - float(accepted)))
@@ -140,10 +140,7 @@ async def _generate(
     for step in turn.steps:  # thoughts and text were streamed from `index` on, in this order
         await state.run_store.append_step(ns, name, step)
     usage = turn.usage
-    spent = usage.output_tokens + usage.thought_tokens  # thinking is paid for like output
-    total_in, total_out = await state.run_store.add_usage(
-        ns, name, usage.input_tokens, spent, budget=claims.budget
-    )
+    spent = await state.run_store.add_usage(ns, name, usage, budget=claims.budget)
     reply = GenerateReply(
         steps=turn.steps + turn.call_steps(),
         usage=TokenUsage(
@@ -151,7 +148,7 @@ async def _generate(
             output_tokens=usage.output_tokens,
             thought_tokens=usage.thought_tokens,
         ),
-        budget_exceeded=claims.budget is not None and total_in + total_out > claims.budget,
+        budget_exceeded=claims.budget is not None and spent > claims.budget,
     )
     return web.json_response(reply.model_dump(mode="json"))
 

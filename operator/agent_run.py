@@ -157,13 +157,8 @@ async def agent_outcome(
         outcome = Outcome(
             "budget_exceeded", errors=[{"code": "budget_exceeded", "message": message}]
         )
-    input_tokens, output_tokens = await ctx.run_store.usage(namespace, name)
     outcome.steps = await ctx.run_store.steps(namespace, name)
-    outcome.usage = {
-        "totalInputTokens": input_tokens,
-        "totalOutputTokens": output_tokens,
-        "totalTokens": input_tokens + output_tokens,
-    }
+    outcome.usage = (await ctx.run_store.usage(namespace, name)).as_status()
     return outcome
 
 

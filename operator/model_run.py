@@ -138,16 +138,9 @@ async def _answer(ctx, namespace, spec, emit, started, model) -> Outcome:
     for offset, call in enumerate(calls, start=len(turn.steps)):
         await emit("step.start", index=offset, step=call)
         await emit("step.stop", index=offset)
-    usage = turn.usage
     return Outcome(
         phase="requires_action" if calls else "completed",
         steps=turn.steps + calls,
-        usage={
-            "totalInputTokens": usage.input_tokens,
-            "totalOutputTokens": usage.output_tokens,
-            "totalThoughtTokens": usage.thought_tokens,
-            "totalCachedTokens": usage.cached_tokens,
-            "totalTokens": usage.input_tokens + usage.output_tokens + usage.thought_tokens,
-        },
+        usage=turn.usage.as_status(),
         answered_by=answered.name,
     )

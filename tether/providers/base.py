@@ -60,6 +60,21 @@ class Usage:
     thought_tokens: int = 0
     cached_tokens: int = 0
 
+    @property
+    def spent(self) -> int:
+        """What the call costs against a budget: thinking is paid for like output."""
+        return self.input_tokens + self.output_tokens + self.thought_tokens
+
+    def as_status(self) -> dict[str, int]:
+        """The Interaction status's usage (camelCase)."""
+        return {
+            "totalInputTokens": self.input_tokens,
+            "totalOutputTokens": self.output_tokens,
+            "totalThoughtTokens": self.thought_tokens,
+            "totalCachedTokens": self.cached_tokens,
+            "totalTokens": self.spent,
+        }
+
 
 Output = TextDelta | ThoughtDelta | ThoughtSignature | FunctionCall | Usage
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from tether.providers.base import Usage
 
 CALL_LEASE_SECONDS = 30
 """A model call holds its run's lease this long at a time, renewed while it lasts: a gateway
@@ -27,6 +30,10 @@ _RENEW = (
 
 class CallInFlight(Exception):
     """Another model call of the same run has not finished."""
+
+
+def _fields(usage: Usage) -> dict[str, int]:
+    return dataclasses.asdict(usage)
 
 
 def _key(namespace: str, name: str, part: str) -> str:
@@ -76,36 +83,31 @@ class RunStore:
                 await self.redis.eval(_RENEW, 1, key, holder, CALL_LEASE_SECONDS)
 
     async def add_usage(
-        self,
-        namespace: str,
-        name: str,
-        input_tokens: int,
-        output_tokens: int,
-        budget: int | None = None,
-    ) -> tuple[int, int]:
-        """Count a call's tokens, and remember the run's budget beside them for the end."""
+        self, namespace: str, name: str, usage: Usage, budget: int | None = None
+    ) -> int:
+        """Count a call's tokens, and remember the run's budget beside them for the end.
+        Returns the tokens the run has spent so far."""
         key = _key(namespace, name, "usage")
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, "input", input_tokens)
-            pipe.hincrby(key, "output", output_tokens)
+            for field, value in _fields(usage).items():
+                pipe.hincrby(key, field, value)
             if budget is not None:
                 pipe.hset(key, "budget", budget)
             pipe.expire(key, self.ttl_seconds)
-            results = await pipe.execute()
-        return results[0], results[1]
+            await pipe.execute()
+        return (await self.usage(namespace, name)).spent
 
-    async def usage(self, namespace: str, name: str) -> tuple[int, int]:
+    async def usage(self, namespace: str, name: str) -> Usage:
         found = await self.redis.hgetall(_key(namespace, name, "usage"))
-        return int(found.get(b"input", 0)), int(found.get(b"output", 0))
+        return Usage(**{field: int(found.get(field.encode(), 0)) for field in _fields(Usage(0, 0))})
 
     async def overspent(self, namespace: str, name: str) -> tuple[int, int] | None:
         """(tokens spent, budget) if the run spent more than its budget, else None. However
         the agent reported its end, such a run ended `budget_exceeded`."""
-        found = await self.redis.hgetall(_key(namespace, name, "usage"))
-        if b"budget" not in found:
+        found = await self.redis.hget(_key(namespace, name, "usage"), "budget")
+        if found is None:
             return None
-        spent = int(found.get(b"input", 0)) + int(found.get(b"output", 0))
-        budget = int(found[b"budget"])
+        spent, budget = (await self.usage(namespace, name)).spent, int(found)
         return (spent, budget) if spent > budget else None
 
     async def set_outcome(self, namespace: str, name: str, outcome: dict[str, Any]) -> None:
