@@ -7,6 +7,7 @@ fails here."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.integration.test_agent_runs import agent_run
 from tests.integration.test_sdk_interactions import api_error, wait_until_ended
@@ -441,3 +444,81 @@ def test_eva_runs_on_the_vendor_and_hands_back_its_signed_turns(client, vendor):
     assert done.output_text == "it printed 42"
     assert vendor.server.served == 2
     assert "42" in str(vendor.request())  # the tool's output reached the vendor
+
+
+def test_gemini_on_vertex_ai_signs_in_with_a_service_account_from_a_secret(client, stack):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    email = "tether@my-project.iam.gserviceaccount.com"
+    with GeminiServer(replies=[Reply("answered on vertex")]) as server:
+        server.service_accounts[email] = public
+        service_account = {
+            "type": "service_account",
+            "project_id": "my-project",
+            "private_key_id": "key-1",
+            "private_key": private,
+            "client_email": email,
+            "client_id": "1",
+            "token_uri": server.token_uri,
+        }
+        stack.cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "vertex-sa", "namespace": "tenant-a"},
+                "stringData": {"key.json": json.dumps(service_account)},
+            }
+        )
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "vertex-gemini", "namespace": "tenant-a"},
+                "spec": {
+                    "provider": "gemini",
+                    "endpoint": server.url,
+                    "upstreamModel": "gemini-pro-latest",
+                    "vertex": {"project": "my-project", "location": "europe-west4"},
+                    "credentials": {"secretRef": {"name": "vertex-sa", "key": "key.json"}},
+                },
+            }
+        )
+        done = client.interactions.create(model="vertex-gemini", input="hi")
+        assert done.status == "completed", done.errors
+        assert done.output_text == "answered on vertex"
+        assert server.vertex_calls == [("my-project", "europe-west4", "gemini-pro-latest")]
+
+        # a key the service account does not have: the token endpoint refuses it
+        server.service_accounts[email] = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "vertex-gemini", "namespace": "tenant-a"},
+                "spec": {
+                    "provider": "gemini",
+                    "endpoint": server.url,
+                    "upstreamModel": "gemini-pro-latest",
+                    "vertex": {"project": "my-project", "location": "europe-west1"},
+                    "credentials": {"secretRef": {"name": "vertex-sa", "key": "key.json"}},
+                },
+            }
+        )
+        refused = client.interactions.create(model="vertex-gemini", input="hi")
+        assert refused.status == "failed"
+        assert refused.errors[0].code == "auth_failed"
+        assert "invalid_grant" in refused.errors[0].message

@@ -34,6 +34,15 @@ class RetryPolicy(ApiModel):
     """No retry starts once this long has gone since the first try (backoff included)."""
 
 
+class VertexAI(ApiModel):
+    """Gemini through Vertex AI: the Google Cloud project and region to call, signed in as the
+    service account whose key file `credentials` names."""
+
+    project: str = Field(min_length=1)
+    location: str = Field(min_length=1)
+    """A region such as europe-west4, or global."""
+
+
 class ModelSpec(ApiModel):
     """Which provider answers for this model id, and how to reach it."""
 
@@ -43,6 +52,9 @@ class ModelSpec(ApiModel):
     endpoint: str | None = None
     """Base URL of the provider's API (required for openai-compatible)."""
     credentials: Credentials | None = None
+    """The Secret key holding the vendor's API key (for Vertex AI: a service-account key file)."""
+    vertex: VertexAI | None = None
+    """Gemini on Vertex AI instead of the Gemini API (provider gemini only)."""
     aliases: list[str] | None = Field(default=None, max_length=64)
     """Other model ids that route here (ids that are not valid resource names, for example)."""
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -63,6 +75,10 @@ class ModelSpec(ApiModel):
             raise ValueError("provider openai-compatible needs an endpoint")
         if self.provider == "scripted" and not self.responses:
             raise ValueError("provider scripted needs responses")
+        if self.vertex is not None and self.provider != "gemini":
+            raise ValueError("vertex applies only to provider gemini")
+        if self.vertex is not None and self.credentials is None:
+            raise ValueError("vertex needs credentials: a Secret key holding a service-account key")
         return self
 
 

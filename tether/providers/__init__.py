@@ -25,6 +25,6 @@ def provider_for(spec: ModelSpec, api_key: str | None) -> Provider:
             endpoint = spec.endpoint or "https://api.openai.com/v1"
             return Retrying(OpenAICompatibleProvider(endpoint, api_key), spec.retries)
         case "gemini":
-            return Retrying(GeminiProvider(spec.endpoint, api_key), spec.retries)
+            return Retrying(GeminiProvider(spec.endpoint, api_key, spec.vertex), spec.retries)
         case "anthropic":
             return Retrying(AnthropicProvider(spec.endpoint, api_key), spec.retries)

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import google.auth.exceptions
 from google import genai
 from google.genai import errors, types
+from google.oauth2 import service_account
 
+from tether.api.model import VertexAI
 from tether.conversation import call_names
 from tether.providers.base import (
     FunctionCall,
     ModelRequest,
     Output,
+    ProviderError,
     TextDelta,
     ThoughtDelta,
     ThoughtSignature,
@@ -30,6 +35,7 @@ from tether.providers.base import (
 )
 
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 _MODES = {"auto": "AUTO", "any": "ANY", "none": "NONE"}
 _SAMPLING = ("temperature", "top_p", "top_k", "seed", "max_output_tokens", "stop_sequences")
 
@@ -151,11 +157,22 @@ def _bytes(signature: str) -> bytes | None:
 
 
 class GeminiProvider:
-    def __init__(self, endpoint: str | None, api_key: str | None) -> None:
-        self.endpoint = endpoint or DEFAULT_ENDPOINT
+    def __init__(
+        self, endpoint: str | None, api_key: str | None, vertex: VertexAI | None = None
+    ) -> None:
+        if vertex is None:
+            self.endpoint = endpoint or DEFAULT_ENDPOINT
+            self.client = genai.Client(
+                api_key=api_key or "unused", http_options=types.HttpOptions(base_url=self.endpoint)
+            )
+            return
+        self.endpoint = endpoint or f"https://{vertex.location}-aiplatform.googleapis.com"
         self.client = genai.Client(
-            api_key=api_key or "unused",
-            http_options=types.HttpOptions(base_url=self.endpoint),
+            vertexai=True,
+            project=vertex.project,
+            location=vertex.location,
+            credentials=service_account_credentials(api_key or ""),
+            http_options=types.HttpOptions(base_url=endpoint) if endpoint else None,
         )
 
     async def generate(self, request: ModelRequest) -> AsyncIterator[Output]:
@@ -176,8 +193,24 @@ class GeminiProvider:
                 headers.get("Retry-After"),
             ) from error
         # the client's async transport is aiohttp, which Tether depends on anyway
+        except google.auth.exceptions.GoogleAuthError as error:  # Vertex AI's sign-in
+            raise ProviderError(
+                "auth_failed", f"signing in to Vertex AI failed: {error}"
+            ) from error
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             raise failure(None, f"cannot reach {self.endpoint}: {error!r}") from error
+
+
+def service_account_credentials(key_file: str) -> service_account.Credentials:
+    """Credentials from a service account's JSON key file, for Vertex AI."""
+    try:
+        return service_account.Credentials.from_service_account_info(
+            json.loads(key_file), scopes=[CLOUD_PLATFORM]
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise ProviderError(
+            "auth_failed", f"the Model's credentials are not a service-account key file: {error}"
+        ) from error
 
 
 def _outputs(chunk: types.GenerateContentResponse) -> list[Output]:

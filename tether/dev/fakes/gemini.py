@@ -9,15 +9,20 @@ import base64
 import binascii
 import json
 import re
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from aiohttp import web
 
 from tether.dev.fakes.serving import LocalServer, Reply, serve
 
 __all__ = ["GeminiServer", "Reply"]
+
+TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+"""What a service account's assertion is addressed to, wherever its key file sends it."""
 
 
 class Struct:
@@ -176,17 +181,57 @@ class Refusal(Exception):
 @dataclass
 class GeminiServer(LocalServer):
     """Serves `/v1beta/models/{model}:generateContent` and `:streamGenerateContent` (and the
-    same under `/v1`, where google-genai 3.x sends by default)."""
+    same under `/v1`, where google-genai 3.x sends by default), with an API key; and Vertex AI's
+    `/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:...`, with an
+    access token its own `/token` endpoint issued to a registered service account."""
 
     _signed_calls: dict[str, set[bytes]] = field(default_factory=dict, init=False, repr=False)
     """Per function call sent ({name, args}), the signatures it went out with."""
     _issued: set[bytes] = field(default_factory=set, init=False, repr=False)
     """Every signature sent, on calls and on text alike."""
 
+    service_accounts: dict[str, str] = field(default_factory=dict)
+    """Vertex AI: the public key (PEM) of each service account (by client_email) whose signed
+    assertions the token endpoint takes."""
+    vertex_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    """Vertex AI: (project, location, model) of each call, with a token the server issued."""
+    _tokens: set[str] = field(default_factory=set, init=False, repr=False)
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{version:v1|v1beta}/models/{target}", self._generate)
+        vertex = "/{version:v1|v1beta1}/projects/{project}/locations/{location}"
+        app.router.add_post(vertex + "/publishers/google/models/{target}", self._generate)
+        app.router.add_post("/token", self._token)
         return app
+
+    @property
+    def token_uri(self) -> str:
+        """Where a service account's key file sends its signed assertions (`token_uri`)."""
+        return f"{self.base_url}/token"
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """OAuth 2.0's JWT bearer grant (RFC 7523), as Google's token endpoint serves it to
+        service accounts: a JWT signed with the account's key buys a short-lived access token."""
+        form = await request.post()
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        try:
+            claims = jwt.decode(str(form.get("assertion")), options={"verify_signature": False})
+            key = self.service_accounts[claims["iss"]]
+            jwt.decode(str(form["assertion"]), key, algorithms=["RS256"], audience=TOKEN_AUDIENCE)
+        except (jwt.PyJWTError, KeyError) as error:
+            description = f"Invalid JWT Signature or account: {error!r}"
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": description}, status=400
+            )
+        if "https://www.googleapis.com/auth/cloud-platform" not in claims.get("scope", ""):
+            return web.json_response({"error": "invalid_scope"}, status=400)
+        token = f"ya29.local-{secrets.token_urlsafe(16)}"
+        self._tokens.add(token)
+        return web.json_response(
+            {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+        )
 
     @property
     def url(self) -> str:
@@ -210,7 +255,16 @@ class GeminiServer(LocalServer):
         # back, so a test's scripted replies stay in step with the calls that reached the model.
         reply = await self.next_reply(request, body)
         try:
-            if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            if project := request.match_info.get("project"):
+                bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+                if bearer not in self._tokens:
+                    raise Refusal(
+                        "Request had invalid authentication credentials. Expected OAuth 2 "
+                        "access token, login cookie or other valid authentication credential.",
+                        401,
+                    )
+                self.vertex_calls.append((project, request.match_info["location"], model))
+            elif not (request.headers.get("x-goog-api-key") or request.query.get("key")):
                 raise Refusal(
                     "Method doesn't allow unregistered callers (callers without established "
                     "identity). Please use API Key or other form of API consumer identity to call "
