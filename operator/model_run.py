@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.views import interaction_view
+from tether.catalog import ResolvedModel
 from tether.chain import conversation
 from tether.errors import RunError
+from tether.model_turn import Emit
 from tether.outages import through_outages
 from tether.providers.base import ModelRequest
 from tether.providers.capabilities import media_refusals, refusals
@@ -92,7 +95,12 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
 
 
 async def _call_model(
-    ctx: Context, namespace: str, spec: InteractionSpec, emit, started, start
+    ctx: Context,
+    namespace: str,
+    spec: InteractionSpec,
+    emit: Emit,
+    started: float,
+    start: Callable[[], Awaitable[None]],
 ) -> Outcome:
     # The API server or Redis being away delays a run; it never fails it.
     model = await through_outages(lambda: ctx.catalog.model(namespace, spec.model), "the model")
@@ -103,7 +111,14 @@ async def _call_model(
         return await _answer(ctx, namespace, spec, emit, started, model)
 
 
-async def _answer(ctx, namespace, spec, emit, started, model) -> Outcome:
+async def _answer(
+    ctx: Context,
+    namespace: str,
+    spec: InteractionSpec,
+    emit: Emit,
+    started: float,
+    model: ResolvedModel,
+) -> Outcome:
     steps = await through_outages(
         lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
     )
