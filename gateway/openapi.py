@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, Discriminator, Field, RootModel, Tag
 from pydantic.json_schema import models_json_schema
 
 from tether.api.base import ApiModel
@@ -81,13 +81,40 @@ class StepStartEvent(ApiModel):
     step: Step
 
 
+class ThoughtSummaryDelta(ApiModel):
+    """More of a thought's summary."""
+
+    type: Literal["thought_summary"]
+    content: Content
+
+
+class ThoughtSignatureDelta(ApiModel):
+    """A thought's signature, whole."""
+
+    type: Literal["thought_signature"]
+    signature: str
+
+
+def _delta_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if kind in ("thought_summary", "thought_signature") else "content"
+
+
+StepDelta = Annotated[
+    Annotated[Content, Tag("content")]
+    | Annotated[ThoughtSummaryDelta, Tag("thought_summary")]
+    | Annotated[ThoughtSignatureDelta, Tag("thought_signature")],
+    Discriminator(_delta_kind),
+]
+
+
 class StepDeltaEvent(ApiModel):
-    """More of the step at `index`: a chunk of model output."""
+    """More of the step at `index`: a chunk of model output, or of a thought."""
 
     event_type: Literal["step.delta"]
     event_id: EventId
     index: int
-    delta: Content
+    delta: StepDelta
 
 
 class StepStopEvent(ApiModel):

@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
 from tether.gateway.openapi import InteractionEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
@@ -46,6 +47,28 @@ def test_a_streamed_model_run_sends_only_documented_events(http):
     assert types[0] == "interaction.created"
     assert types[-1] == "interaction.completed"
     assert {"interaction.status_update", "step.start", "step.delta", "step.stop"} <= set(types)
+
+
+def test_a_streamed_thought_sends_only_documented_events(http, stack):
+    with ChatCompletionsServer(replies=[Reply("answer", thinking="first this")]) as upstream:
+        stack.cluster.apply(
+            {
+                "apiVersion": "tether.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "reasoner", "namespace": "fuzz-events"},
+                "spec": {"provider": "openai-compatible", "endpoint": upstream.url},
+            }
+        )
+        body = {"model": "reasoner", "input": "think", "stream": True}
+        with http.stream("POST", "/v1/interactions", json=body) as response:
+            assert response.status_code == 200
+            events = documented(response.iter_lines())
+    deltas = [event["delta"] for event in events if event["event_type"] == "step.delta"]
+    assert deltas[0] == {
+        "type": "thought_summary",
+        "content": {"type": "text", "text": "first this"},
+    }
+    assert deltas[-1] == {"type": "text", "text": "answer"}
 
 
 def test_a_deletion_while_streaming_ends_with_a_documented_error_event(http):
