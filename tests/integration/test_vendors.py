@@ -446,6 +446,18 @@ def test_eva_runs_on_the_vendor_and_hands_back_its_signed_turns(client, vendor):
     assert "42" in str(vendor.request())  # the tool's output reached the vendor
 
 
+def install_vertex(stack, endpoint: str, location: str) -> None:
+    install(
+        stack,
+        "vertex-gemini",
+        "gemini",
+        endpoint,
+        upstreamModel="gemini-pro-latest",
+        vertex={"project": "my-project", "location": location},
+        credentials={"secretRef": {"name": "vertex-sa", "key": "key.json"}},
+    )
+
+
 def test_gemini_on_vertex_ai_signs_in_with_a_service_account_from_a_secret(client, stack):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
@@ -476,20 +488,7 @@ def test_gemini_on_vertex_ai_signs_in_with_a_service_account_from_a_secret(clien
                 "stringData": {"key.json": json.dumps(service_account)},
             }
         )
-        stack.cluster.apply(
-            {
-                "apiVersion": "tether.dev/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": "vertex-gemini", "namespace": "tenant-a"},
-                "spec": {
-                    "provider": "gemini",
-                    "endpoint": server.url,
-                    "upstreamModel": "gemini-pro-latest",
-                    "vertex": {"project": "my-project", "location": "europe-west4"},
-                    "credentials": {"secretRef": {"name": "vertex-sa", "key": "key.json"}},
-                },
-            }
-        )
+        install_vertex(stack, server.url, "europe-west4")
         done = client.interactions.create(model="vertex-gemini", input="hi")
         assert done.status == "completed", done.errors
         assert done.output_text == "answered on vertex"
@@ -504,20 +503,7 @@ def test_gemini_on_vertex_ai_signs_in_with_a_service_account_from_a_secret(clien
             )
             .decode()
         )
-        stack.cluster.apply(
-            {
-                "apiVersion": "tether.dev/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": "vertex-gemini", "namespace": "tenant-a"},
-                "spec": {
-                    "provider": "gemini",
-                    "endpoint": server.url,
-                    "upstreamModel": "gemini-pro-latest",
-                    "vertex": {"project": "my-project", "location": "europe-west1"},
-                    "credentials": {"secretRef": {"name": "vertex-sa", "key": "key.json"}},
-                },
-            }
-        )
+        install_vertex(stack, server.url, "europe-west1")  # a new Model version: a new sign-in
         refused = client.interactions.create(model="vertex-gemini", input="hi")
         assert refused.status == "failed"
         assert refused.errors[0].code == "auth_failed"

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from tether.catalog import ResolvedModel
 from tether.outages import through_outages
+from tether.store.leases import renewed
 
 LEASE_SECONDS = 30
 """A slot is held this long at a time, renewed while the call lasts."""
@@ -79,13 +80,8 @@ class ModelSlots:
                 "the model's slots",
             ):
                 await asyncio.sleep(POLL_SECONDS)
-            renewing = asyncio.create_task(self._renew(keys[0], me))
-            try:
+            async with renewed(self.redis, _RENEW, keys[0], me, LEASE_SECONDS):
                 yield
-            finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
         finally:  # a cancelled waiter gives up its place; a holder, its slot
             with contextlib.suppress(RedisError):
                 await asyncio.shield(self.redis.eval(_LEAVE, 3, *keys[:3], me))
@@ -93,9 +89,3 @@ class ModelSlots:
     def for_model(self, model: ResolvedModel) -> contextlib.AbstractAsyncContextManager[None]:
         """A slot of a Model with a maxConcurrency; no wait for one without."""
         return self.hold(f"{model.namespace}/{model.name}", model.spec.max_concurrency)
-
-    async def _renew(self, holders: str, me: str) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            with contextlib.suppress(RedisError):
-                await self.redis.eval(_RENEW, 1, holders, me, LEASE_SECONDS)

@@ -3,7 +3,6 @@ the tokens spent (the budget is counted here, server-side), the outcome, the wor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tether.providers.base import Usage
+from tether.store.leases import renewed
 
 CALL_LEASE_SECONDS = 30
 """A model call holds its run's lease this long at a time, renewed while it lasts: a gateway
@@ -66,21 +66,12 @@ class RunStore:
         holder = secrets.token_hex(16)
         if not await self.redis.set(key, holder, nx=True, ex=CALL_LEASE_SECONDS):
             raise CallInFlight(f"a model call of {name!r} is already in flight")
-        renewing = asyncio.create_task(self._renew(key, holder))
         try:
-            yield
+            async with renewed(self.redis, _RENEW, key, holder, CALL_LEASE_SECONDS):
+                yield
         finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
             with contextlib.suppress(RedisError):  # unreleased, the lease still expires
                 await self.redis.eval(_RELEASE, 1, key, holder)
-
-    async def _renew(self, key: str, holder: str) -> None:
-        while True:
-            await asyncio.sleep(CALL_LEASE_SECONDS / 3)
-            with contextlib.suppress(RedisError):
-                await self.redis.eval(_RENEW, 1, key, holder, CALL_LEASE_SECONDS)
 
     async def add_usage(
         self, namespace: str, name: str, usage: Usage, budget: int | None = None
