@@ -35,7 +35,8 @@ _GENERATION_FIELDS = {
 
 
 def chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
-    """The conversation's steps as Chat Completions messages."""
+    """The conversation's steps as Chat Completions messages. Thought steps stay out: the
+    protocol has no way to send reasoning back, and its servers do not expect it."""
     messages: list[dict[str, Any]] = []
     if request.system_instruction:
         messages.append({"role": "system", "content": request.system_instruction})
