@@ -67,9 +67,9 @@ def test_the_model_proxy_answers_and_streams_to_the_interactions_clients(client,
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["text"] == "let me look"
-    assert body["function_calls"] == [
-        {"id": "call-0-0", "name": "run_code", "arguments": {"code": "1"}}
+    assert body["steps"] == [  # the model's turn: its text, then its calls
+        {"type": "model_output", "content": [{"type": "text", "text": "let me look"}]},
+        {"type": "function_call", "id": "call-0-0", "name": "run_code", "arguments": {"code": "1"}},
     ]
     assert body["budget_exceeded"] is False
     stream = client.interactions.get(interaction_id, stream=True)
