@@ -31,7 +31,7 @@ from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
-from . import files, interactions, internal
+from . import agents, files, interactions, internal
 from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
@@ -83,6 +83,7 @@ def public_api() -> web.Application:
     api = web.Application(middlewares=[tenant, interaction_id_middleware])
     interactions.add_routes(api)
     files.add_routes(api)
+    agents.add_routes(api)
     return api
 
 

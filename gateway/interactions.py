@@ -35,7 +35,7 @@ from tether.store.events import InvalidEventId, check_event_id, was_unstored
 from . import idempotency
 from .auth import TENANT
 from .errors import ApiError, not_found
-from .parsing import query_flag, read_json
+from .parsing import page_size, query_flag, read_json
 from .state import STATE, State, addressed
 from .streaming import stream_events, wait_for_end
 
@@ -217,13 +217,7 @@ async def delete(request: web.Request) -> web.Response:
 async def list_(request: web.Request) -> web.Response:
     """Tether's addition: page through a tenant's interactions, by status and label."""
     state, namespace = request.config_dict[STATE], request[TENANT]
-    try:
-        page_size = int(request.query.get("page_size", "50"))
-    except ValueError as error:
-        raise ApiError(400, "page_size must be an integer") from error
-    if not 1 <= page_size <= 1000:
-        raise ApiError(400, "page_size must be between 1 and 1000")
-    options: dict[str, Any] = {"limit": page_size}
+    options: dict[str, Any] = {"limit": page_size(request)}
     if token := request.query.get("page_token"):
         options["_continue"] = token
     if status := request.query.get("status"):

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Discriminator, Field, RootModel, Tag
 from pydantic.json_schema import models_json_schema
 
+from tether.api.agent import AgentList, AgentObject
 from tether.api.base import ApiModel
 from tether.api.interaction import (
     INTERACTION_ID,
@@ -170,8 +171,10 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _ERRORS = {
     "400": "Invalid request: the message names what is wrong",
     "401": "Missing or wrong API key",
+    "403": "Not the tenant's to change (a platform agent)",
     "404": "Not found (also another tenant's interaction)",
     "405": "Method not allowed on this path",
+    "409": "Taken, or still in use: the message says by what",
     "410": "The run's output steps are no longer kept",
     "413": "Request body too large, or too large to keep",
     "415": "Request body in an encoding or charset the gateway does not read",
@@ -208,6 +211,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
     }
     id_param = _id_param()
+    agent_param = {
+        "name": "agent",
+        "in": "path",
+        "required": True,
+        "description": "An agent's id, or a platform agent's alias",
+        "schema": {"type": "string", "minLength": 1},
+    }
     return {
         "/interactions": {
             "post": {
@@ -330,6 +340,54 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             }
         },
+        "/agents": {
+            "get": {
+                "summary": "List agents: the tenant's own, then the platform's",
+                "parameters": [
+                    {
+                        "name": "page_size",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                    },
+                    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": _json(_ref("AgentList")), **_errors(*_COMMON_ERRORS)},
+            },
+            "post": {
+                "summary": "Create an agent in the tenant's namespace",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("AgentObject"),
+                            "example": {"id": "helper", "base_agent": "eva"},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("AgentObject"), "The agent"),
+                    **_errors(*_COMMON_ERRORS, "409", "413", "415"),
+                },
+            },
+        },
+        "/agents/{agent}": {
+            "get": {
+                "summary": "Get an agent (the tenant's, or the platform's by id or alias)",
+                "parameters": [agent_param],
+                "responses": {
+                    "200": _json(_ref("AgentObject"), "The agent"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+            "delete": {
+                "summary": "Delete one of the tenant's agents",
+                "parameters": [agent_param],
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS, "403", "409"),
+                },
+            },
+        },
         "/interactions/{id}/logs": {
             "get": {
                 "summary": "The log of a running agent run's sandbox container",
@@ -374,6 +432,8 @@ def openapi_document() -> dict[str, Any]:
             (CreateInteractionRequest, "validation"),
             (InteractionObject, "serialization"),
             (InteractionList, "serialization"),
+            (AgentObject, "validation"),
+            (AgentList, "serialization"),
             (FileList, "serialization"),
             (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),

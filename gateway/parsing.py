@@ -92,3 +92,14 @@ def query_flag(request: web.Request, name: str, default: bool) -> bool:
     if value.lower() in ("false", "0"):
         return False
     raise ApiError(400, f"query parameter {name} must be true or false, not {value!r}")
+
+
+def page_size(request: web.Request, default: int = 50) -> int:
+    """The `page_size` query parameter of a list, 1 to 1000."""
+    try:
+        size = int(request.query.get("page_size", str(default)))
+    except ValueError as error:
+        raise ApiError(400, "page_size must be an integer") from error
+    if not 1 <= size <= 1000:
+        raise ApiError(400, "page_size must be between 1 and 1000")
+    return size

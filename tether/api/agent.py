@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 
 from tether.api.base import ApiModel
 from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
+
+AGENT_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""An agent id a tenant may give: a Kubernetes object name that starts with a letter."""
 
 
 class AgentSpec(ApiModel):
@@ -21,6 +26,31 @@ class AgentSpec(ApiModel):
     base_environment: SandboxEnvironment | None = None
     aliases: list[str] | None = Field(default=None, max_length=64)
     """Other agent ids that resolve to this agent (e.g. a hosted agent's id)."""
+
+
+class AgentObject(AgentSpec):
+    """An Agent as the API shows it and takes it (the SDK's `Agent`): its id and its spec."""
+
+    id: str | None = None
+    """The agent's id; on create, a name for it (one is made when none is given)."""
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        if value is not None and not AGENT_ID.match(value):
+            raise ValueError(
+                f"agent id {value!r} must be at most 63 lowercase letters, digits and dashes, "
+                "starting with a letter and ending with a letter or digit"
+            )
+        return value
+
+    def spec(self) -> AgentSpec:
+        return AgentSpec.model_validate(self.model_dump(exclude={"id"}, exclude_none=True))
+
+
+class AgentList(ApiModel):
+    agents: list[AgentObject]
+    next_page_token: str | None = None
 
 
 class AgentStatus(ApiModel):

@@ -1,0 +1,199 @@
+"""The Agents API: a tenant's own agents are Agent resources in its namespace (what `kubectl get
+agents -n <tenant>` shows); the platform's agents (`eva` and its aliases, in the system
+namespace) are listed and readable by every tenant, and changed by none."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from tether import agents, sandbox_policy
+from tether.api import API_VERSION
+from tether.api.agent import AgentObject, AgentSpec
+from tether.api.interaction import InteractionSpec
+from tether.catalog import MAX_BASE_AGENTS
+from tether.errors import RunError
+
+from .auth import TENANT
+from .errors import ApiError, not_found
+from .parsing import page_size, read_json
+from .state import STATE, State
+
+BUILT_IN_TOOLS = frozenset({"code_execution", "url_context"})
+"""The built-in tools every agent run has (run_code, fetch_url and the workspace's files)."""
+TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_PHASES = ("tenant", "platform")
+"""A list pages through the tenant's agents, then the platform's."""
+
+
+def agent_view(obj: dict[str, Any]) -> dict[str, Any]:
+    """An Agent resource as the wire object the SDK reads. Its agent_config goes without a
+    `type`: the SDK reads an agent's config as the hosted API's only kind (antigravity), and
+    Tether's limits (max_steps, timeout_seconds) beside it as fields of their own."""
+    spec = AgentSpec.from_kube(obj.get("spec") or {})
+    view = AgentObject(id=obj["metadata"]["name"], **spec.model_dump(exclude_none=True)).to_wire()
+    if "agent_config" in view:
+        view["agent_config"].pop("type", None)
+    return view
+
+
+def agent_resource(namespace: str, id_: str, spec: AgentSpec) -> dict[str, Any]:
+    meta = {"name": id_, "namespace": namespace}
+    return {"apiVersion": API_VERSION, "kind": "Agent", "metadata": meta, "spec": spec.to_kube()}
+
+
+async def list_(request: web.Request) -> web.Response:
+    state, namespace = request.config_dict[STATE], request[TENANT]
+    size = page_size(request)
+    phase, _, cont = (request.query.get("page_token") or "tenant:").partition(":")
+    if phase not in _PHASES:
+        raise ApiError(400, "page_token is not one this API issued; list again without it")
+    where = {"tenant": namespace, "platform": state.settings.system_namespace}
+    for current in _PHASES[_PHASES.index(phase) :]:
+        options: dict[str, Any] = {"limit": size, **({"_continue": cont} if cont else {})}
+        try:
+            found = await state.kube.list("agents", where[current], **options)
+        except ApiException as error:
+            if cont and error.status in (400, 410):
+                raise ApiError(
+                    400, "page_token is not valid or has expired; list again without it"
+                ) from error
+            raise
+        following = found["metadata"].get("continue")
+        later = _PHASES[_PHASES.index(current) + 1 :]
+        if found["items"] or following:
+            body: dict[str, Any] = {"agents": [agent_view(item) for item in found["items"]]}
+            if following:
+                body["next_page_token"] = f"{current}:{following}"
+            elif later:
+                body["next_page_token"] = f"{later[0]}:"
+            return web.json_response(body)
+        cont = ""
+    return web.json_response({"agents": []})
+
+
+async def create(request: web.Request) -> web.Response:
+    """A tenant's agent, checked whole before anything is created. A retried create of the same
+    agent answers with it; another agent under a taken id is a 409."""
+    state, namespace = request.config_dict[STATE], request[TENANT]
+    body = AgentObject.from_wire(await read_json(request))
+    if body.aliases is not None:
+        raise ApiError(400, "aliases: only platform agents have aliases")
+    id_ = body.id or f"agent-{secrets.token_hex(6)}"
+    spec = body.spec()
+    await _check(state, namespace, id_, spec)
+    try:
+        created = await state.kube.create("agents", namespace, agent_resource(namespace, id_, spec))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        existing = await state.kube.get("agents", namespace, id_)
+        if existing is not None and existing.get("spec") == spec.to_kube():
+            return web.json_response(agent_view(existing))
+        raise ApiError(409, f"agent {id_!r} already exists", "already_exists") from error
+    return web.json_response(agent_view(created))
+
+
+async def get(request: web.Request) -> web.Response:
+    state, namespace, id_ = _addressed(request)
+    found = await state.catalog.agent(namespace, id_)
+    if found is None:
+        raise not_found("agent", id_)
+    return web.json_response(agent_view(found))
+
+
+async def delete(request: web.Request) -> web.Response:
+    state, namespace, id_ = _addressed(request)
+    if await state.kube.get("agents", namespace, id_) is None:
+        if await state.catalog.agent(namespace, id_) is not None:
+            raise ApiError(
+                403,
+                f"agent {id_!r} is a platform agent: tenants can use it, not delete it",
+                "permission_denied",
+            )
+        raise not_found("agent", id_)
+    mine = (await state.kube.list("agents", namespace))["items"]
+    if dependents := sorted(
+        a["metadata"]["name"] for a in mine if (a.get("spec") or {}).get("baseAgent") == id_
+    ):
+        raise ApiError(
+            409,
+            f"agent {id_!r} is the base_agent of {', '.join(map(repr, dependents))}: "
+            "delete or change those first",
+            "failed_precondition",
+        )
+    if not await state.kube.delete("agents", namespace, id_):
+        raise not_found("agent", id_)
+    return web.json_response({})
+
+
+def _addressed(request: web.Request) -> tuple[State, str, str]:
+    # An id reaches the Kubernetes API only as a checked object name (tether.catalog), or as a
+    # value compared with aliases: any other string is simply not found.
+    return request.config_dict[STATE], request[TENANT], request.match_info["agent"][:253]
+
+
+async def _check(state: State, namespace: str, id_: str, spec: AgentSpec) -> None:
+    """Everything about a new agent that can be checked now, each problem named by its field."""
+    problems = list(tool_problems(spec))
+    found = await state.catalog.agent(namespace, id_)
+    if found is not None and found["metadata"]["namespace"] != namespace:
+        raise ApiError(409, f"agent id {id_!r} is a platform agent's", "already_exists")
+    chain: list[AgentSpec] = []
+    if spec.base_agent:
+        try:
+            _, chain = await state.catalog.agent_chain(namespace, spec.base_agent)
+        except RunError as error:
+            problems.append(f"base_agent: {error.message}")
+        if len(chain) >= MAX_BASE_AGENTS:
+            problems.append(f"base_agent: at most {MAX_BASE_AGENTS} agents may stand on each other")
+    if spec.base_environment is not None:
+        policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
+        try:
+            sandbox_policy.refuse_secrets(spec.base_environment)
+            sandbox_policy.check_environment(spec.base_environment, policy)
+        except sandbox_policy.SandboxPolicyError as error:
+            problems.append(f"base_environment: {error}")
+    try:
+        run = agents.resolve(id_, [*chain, spec], InteractionSpec(agent=id_, input="check"))
+    except RunError as error:
+        problems.append(f"agent_config: {error.message}")
+    except ValueError as error:  # the chain's settings do not combine
+        problems.append(f"agent_config: {error}")
+    else:
+        if await state.catalog.model(namespace, run.model) is None:
+            problems.append(f"agent_config.model: model {run.model!r} not found")
+    if problems:
+        raise ApiError(400, "; ".join(problems))
+
+
+def tool_problems(spec: AgentSpec):
+    """What is wrong with an agent's tools: function tools need a unique name and an object
+    schema; built-in tools must be ones agent runs have."""
+    seen: set[str] = set()
+    for i, tool in enumerate(spec.tools or []):
+        where = f"tools[{i}]"
+        if tool.type == "function":
+            if not tool.name or not TOOL_NAME.match(tool.name):
+                yield f"{where}.name: a function tool needs a name of letters, digits, _ and -"
+            elif tool.name in seen:
+                yield f"{where}.name: {tool.name!r} is declared twice"
+            seen.add(tool.name or "")
+            if tool.parameters is not None and tool.parameters.get("type") != "object":
+                yield f"{where}.parameters: a function's parameters are an object schema"
+        elif tool.type not in BUILT_IN_TOOLS:
+            yield (
+                f"{where}: the built-in tool {tool.type!r} is not available to agents; "
+                f"they have {', '.join(sorted(BUILT_IN_TOOLS))} and function tools"
+            )
+
+
+def add_routes(api: web.Application) -> None:
+    api.router.add_get("/agents", list_)
+    api.router.add_post("/agents", create)
+    api.router.add_get("/agents/{agent}", get)
+    api.router.add_delete("/agents/{agent}", delete)
