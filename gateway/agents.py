@@ -10,16 +10,18 @@ from typing import Any
 
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from tether import agents, sandbox_policy
 from tether.api import API_VERSION
 from tether.api.agent import AgentObject, AgentSpec
+from tether.api.common import AgentConfig
 from tether.api.interaction import InteractionSpec
 from tether.catalog import MAX_BASE_AGENTS
 from tether.errors import RunError
 
 from .auth import TENANT
-from .errors import ApiError, not_found
+from .errors import ApiError, describe_validation, not_found
 from .parsing import page_size, read_json
 from .state import STATE, State
 
@@ -84,7 +86,7 @@ async def create(request: web.Request) -> web.Response:
     if body.aliases is not None:
         raise ApiError(400, "aliases: only platform agents have aliases")
     id_ = body.id or f"agent-{secrets.token_hex(6)}"
-    spec = body.spec()
+    spec = _as_limits(body.spec())
     await _check(state, namespace, id_, spec)
     try:
         created = await state.kube.create("agents", namespace, agent_resource(namespace, id_, spec))
@@ -131,6 +133,15 @@ async def delete(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+def _as_limits(spec: AgentSpec) -> AgentSpec:
+    """An agent's agent_config is its model and limits, whatever `type` the SDK sent (always
+    antigravity): a request's config of either type then overrides it field by field."""
+    if spec.agent_config is None:
+        return spec
+    config = AgentConfig(**spec.agent_config.model_dump(exclude={"type"}, exclude_none=True))
+    return spec.model_copy(update={"agent_config": config})
+
+
 def _addressed(request: web.Request) -> tuple[State, str, str]:
     # An id reaches the Kubernetes API only as a checked object name (tether.catalog), or as a
     # value compared with aliases: any other string is simply not found.
@@ -158,12 +169,14 @@ async def _check(state: State, namespace: str, id_: str, spec: AgentSpec) -> Non
             sandbox_policy.check_environment(spec.base_environment, policy)
         except sandbox_policy.SandboxPolicyError as error:
             problems.append(f"base_environment: {error}")
+    # The model the agent would run on, with its environment left out (checked above).
+    bare = spec.model_copy(update={"base_environment": None})
     try:
-        run = agents.resolve(id_, [*chain, spec], InteractionSpec(agent=id_, input="check"))
+        run = agents.resolve(id_, [*chain, bare], InteractionSpec(agent=id_, input="check"))
     except RunError as error:
         problems.append(f"agent_config: {error.message}")
-    except ValueError as error:  # the chain's settings do not combine
-        problems.append(f"agent_config: {error}")
+    except ValidationError as error:  # the chain's settings do not combine
+        problems.append(describe_validation(error))
     else:
         if await state.catalog.model(namespace, run.model) is None:
             problems.append(f"agent_config.model: model {run.model!r} not found")
