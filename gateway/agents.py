@@ -17,7 +17,7 @@ from tether.api import API_VERSION
 from tether.api.agent import AgentObject, AgentSpec
 from tether.api.common import AgentConfig
 from tether.api.interaction import InteractionSpec
-from tether.catalog import MAX_BASE_AGENTS
+from tether.catalog import MAX_BASE_AGENTS, is_object_name
 from tether.errors import RunError
 
 from .auth import TENANT
@@ -110,7 +110,8 @@ async def get(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     state, namespace, id_ = _addressed(request)
-    if await state.kube.get("agents", namespace, id_) is None:
+    own = await state.kube.get("agents", namespace, id_) if is_object_name(id_) else None
+    if own is None:
         if await state.catalog.agent(namespace, id_) is not None:
             raise ApiError(
                 403,
@@ -143,7 +144,7 @@ def _as_limits(spec: AgentSpec) -> AgentSpec:
 
 
 def _addressed(request: web.Request) -> tuple[State, str, str]:
-    # An id reaches the Kubernetes API only as a checked object name (tether.catalog), or as a
+    # An id reaches the Kubernetes API only as a checked object name (is_object_name), or as a
     # value compared with aliases: any other string is simply not found.
     return request.config_dict[STATE], request[TENANT], request.match_info["agent"][:253]
 

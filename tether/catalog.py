@@ -19,6 +19,12 @@ MAX_BASE_AGENTS = 8
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
+def is_object_name(id_: str) -> bool:
+    """Whether an id can be a Kubernetes object's name. Only such ids go into an API path: `.`,
+    `..` and the like never reach the API server, where they would name something else."""
+    return bool(_RESOURCE_NAME.match(id_)) and len(id_) <= 253
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """The Model an id led to: where it lives, what it says, and the name its vendor knows."""
@@ -80,7 +86,7 @@ class Catalog:
     async def _find(self, plural: str, namespace: str, id_: str) -> dict[str, Any] | None:
         """By resource name, then by alias; in the tenant's namespace, then the platform's."""
         namespaces = [namespace, self.system_namespace]
-        if _RESOURCE_NAME.match(id_) and len(id_) <= 253:
+        if is_object_name(id_):
             for where in namespaces:
                 if found := await self.kube.get(plural, where, id_):
                     return found

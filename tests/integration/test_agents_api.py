@@ -111,3 +111,15 @@ def test_platform_agents_cannot_be_deleted_nor_an_agent_others_stand_on(http):
     assert "'on-top'" in in_use.json()["error"]["message"]
     assert http.delete("/v1/agents/on-top").status_code == 200
     assert http.delete("/v1/agents/base-one").status_code == 200
+
+
+# Encoded, so that the client sends them as they are (it resolves a bare "." or ".." itself).
+@pytest.mark.parametrize("trick", ["%2E%2E", "%2e", "keeper%2F..", "keeper%2F%2E", "a b"])
+def test_a_path_trick_in_an_agent_id_reaches_nothing(http, trick):
+    keeper = {"id": "keeper", "base_agent": "eva"}
+    assert http.post("/v1/agents", json=keeper).status_code == 200  # again: the same agent
+    before = http.get("/v1/interactions").json()
+    assert http.delete(f"/v1/agents/{trick}").status_code in (400, 404)
+    assert http.get(f"/v1/agents/{trick}").status_code in (400, 404)
+    assert http.get("/v1/agents/keeper").status_code == 200  # "keeper/.." deleted no agent
+    assert http.get("/v1/interactions").json() == before  # and the namespace is whole
