@@ -190,6 +190,17 @@ def _errors(*codes: str) -> dict[str, Any]:
 _COMMON_ERRORS = ("400", "401", "404", "405", "503")
 
 
+PAGING = (
+    {
+        "name": "page_size",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+    },
+    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
+)
+"""The query parameters of every list."""
+
+
 def _id_param() -> dict[str, Any]:
     return {
         "name": "id",
@@ -249,12 +260,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": {
                 "summary": "List interactions (a Tether addition)",
                 "parameters": [
-                    {
-                        "name": "page_size",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-                    },
-                    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
+                    *PAGING,
                     {
                         "name": "status",
                         "in": "query",
@@ -344,12 +350,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": {
                 "summary": "List agents: the tenant's own, then the platform's",
                 "parameters": [
-                    {
-                        "name": "page_size",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-                    },
-                    {"name": "page_token", "in": "query", "schema": {"type": "string"}},
+                    *PAGING,
                 ],
                 "responses": {"200": _json(_ref("AgentList")), **_errors(*_COMMON_ERRORS)},
             },
