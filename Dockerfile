@@ -32,12 +32,12 @@ FROM service AS gateway
 EXPOSE 8080
 CMD ["python", "-m", "tether.gateway"]
 
-# The sandbox: where agents run code. Common data tools, and Chromium for the browser tools
-# to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
+# The sandbox: where agents run code. Common data tools, git (repository sources), and
+# Chromium for the browser tools to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
 FROM python:3.11-slim AS sandbox
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends bash ca-certificates curl jq chromium fonts-liberation \
+ && apt-get install -y --no-install-recommends bash ca-certificates curl git jq chromium fonts-liberation \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install "pandas>=2.2,<3" "numpy>=2,<3" "requests>=2.32,<3" "beautifulsoup4>=4.12,<5" "lxml>=5,<7"
 COPY --from=app /install /usr/local

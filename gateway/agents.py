@@ -56,15 +56,7 @@ async def list_(request: web.Request) -> web.Response:
         raise ApiError(400, "page_token is not one this API issued; list again without it")
     where = {"tenant": namespace, "platform": state.settings.system_namespace}
     for current in _PHASES[_PHASES.index(phase) :]:
-        options: dict[str, Any] = {"limit": size, **({"_continue": cont} if cont else {})}
-        try:
-            found = await state.kube.list("agents", where[current], **options)
-        except ApiException as error:
-            if cont and error.status in (400, 410):
-                raise ApiError(
-                    400, "page_token is not valid or has expired; list again without it"
-                ) from error
-            raise
+        found = await state.page("agents", where[current], size, cont)
         following = found["metadata"].get("continue")
         later = _PHASES[_PHASES.index(current) + 1 :]
         if found["items"] or following:

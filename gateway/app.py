@@ -31,7 +31,7 @@ from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
-from . import agents, files, interactions, internal
+from . import agents, environments, files, interactions, internal
 from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
@@ -84,6 +84,7 @@ def public_api() -> web.Application:
     interactions.add_routes(api)
     files.add_routes(api)
     agents.add_routes(api)
+    environments.add_routes(api)
     return api
 
 

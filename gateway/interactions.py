@@ -11,7 +11,7 @@ from typing import Any, get_args
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import agents, sandbox_policy
+from tether import agents, environment_claims, sandbox_policy
 from tether.api import API_VERSION
 from tether.api.common import SandboxEnvironment
 from tether.api.interaction import (
@@ -78,17 +78,33 @@ async def create(request: web.Request) -> web.StreamResponse:
         "metadata": {"name": name, "labels": labels, "annotations": annotations},
         "spec": body,
     }
+    env_id = spec.environment_id()
+    if env_id is not None:
+        await _claim(state, namespace, env_id, name)
     try:
         created = await state.kube.create("interactions", namespace, manifest)
     except ApiException as error:
         # The same key at the same moment from another request: answer as that one does.
-        if error.status != 409 or key is None:
-            raise
-        existing = await _replay(state, namespace, name, fingerprint.digest)
+        existing = None
+        if error.status == 409 and key is not None:
+            existing = await _replay(state, namespace, name, fingerprint.digest)
         if existing is None:
+            if env_id is not None:
+                await environment_claims.release(state.kube, namespace, env_id, name)
             raise
         created = existing
     return await _answer(request, state, create_request, created)
+
+
+async def _claim(state: State, namespace: str, env_id: str, name: str) -> None:
+    """Take the environment for the new run: one run at a time, so a second is a 409."""
+    try:
+        await environment_claims.claim(state.kube, namespace, env_id, name)
+    except environment_claims.EnvironmentUnavailable as error:
+        if error.code == "not_found":
+            raise not_found("environment", env_id) from error
+        code = "environment_busy" if error.code == "busy" else "failed_precondition"
+        raise ApiError(409, error.message, code) from error
 
 
 async def _replay(state: State, namespace: str, name: str, digest: str) -> dict[str, Any] | None:
@@ -217,9 +233,7 @@ async def delete(request: web.Request) -> web.Response:
 async def list_(request: web.Request) -> web.Response:
     """Tether's addition: page through a tenant's interactions, by status and label."""
     state, namespace = request.config_dict[STATE], request[TENANT]
-    options: dict[str, Any] = {"limit": page_size(request)}
-    if token := request.query.get("page_token"):
-        options["_continue"] = token
+    options: dict[str, Any] = {}
     if status := request.query.get("status"):
         if status not in get_args(Phase):
             raise ApiError(400, f"status {status!r} is not one of {', '.join(get_args(Phase))}")
@@ -232,17 +246,8 @@ async def list_(request: web.Request) -> web.Response:
         selectors.append(f"{key}={value}")
     if selectors:
         options["label_selector"] = ",".join(selectors)
-    try:
-        found = await state.kube.list("interactions", namespace, **options)
-    except ApiException as error:
-        # 410: the token's resource version was compacted away; 400 or a 504 "too large
-        # resource version": a token the API server never issued
-        too_large = "Too large resource version" in str(error.body or "")
-        if token and (error.status in (400, 410) or too_large):
-            raise ApiError(
-                400, f"page_token {token!r} is not valid or has expired; list again without it"
-            ) from error
-        raise
+    token = request.query.get("page_token", "")
+    found = await state.page("interactions", namespace, page_size(request), token, **options)
     body: dict[str, Any] = {
         "interactions": [await view_of(state, item, False) for item in found["items"]]
     }
@@ -257,13 +262,6 @@ def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
         raise ApiError(
             400,
             "webhook_config is not supported yet: stream the interaction, or poll it",
-            "unimplemented",
-        )
-    if isinstance(spec.environment, str) and spec.environment != "remote":
-        raise ApiError(
-            400,
-            f"environment {spec.environment!r}: persistent Environments are not supported yet; "
-            'use "remote" or an environment object',
             "unimplemented",
         )
     if spec.environment is not None and spec.model:

@@ -170,15 +170,26 @@ async def finish(request: web.Request) -> web.Response:
     if body.get("phase") not in OUTCOME_PHASES:
         raise ApiError(400, f"phase must be one of {sorted(OUTCOME_PHASES)}")
     errors = [Error.from_wire(e).to_wire() for e in body.get("errors") or []]
-    await state.run_store.set_outcome(
-        claims.namespace, claims.name, {"phase": body["phase"], "errors": errors}
-    )
+    outcome = {"phase": body["phase"], "errors": errors}
+    if usage := _workspace_usage(body.get("workspace")):
+        outcome["workspace"] = usage
+    await state.run_store.set_outcome(claims.namespace, claims.name, outcome)
     stamp = {"metadata": {"annotations": {REPORTED_ANNOTATION: str(time.time())}}}
     try:  # the operator ends the run now; else when the pod ends, as it would without this
         await state.kube.patch("interactions", claims.namespace, claims.name, stamp)
     except (ApiException, aiohttp.ClientError, TimeoutError) as error:
         log.warning("could not mark %s/%s reported: %r", claims.namespace, claims.name, error)
     return web.json_response({})
+
+
+def _workspace_usage(reported: Any) -> dict[str, int] | None:
+    """What the run says its workspace holds, as an Environment's status spells it."""
+    if not isinstance(reported, dict):
+        return None
+    counts = {"fileCount": reported.get("file_count"), "sizeBytes": reported.get("size_bytes")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        raise ApiError(400, "workspace must hold file_count and size_bytes, whole numbers")
+    return counts
 
 
 async def put_files(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from tether.api.agent import AgentList, AgentObject
 from tether.api.base import ApiModel
+from tether.api.environment import CreateEnvironmentRequest, EnvironmentList, EnvironmentObject
 from tether.api.interaction import (
     INTERACTION_ID,
     Content,
@@ -229,6 +230,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         "description": "An agent's id, or a platform agent's alias",
         "schema": {"type": "string", "minLength": 1},
     }
+    environment_param = {
+        "name": "environment",
+        "in": "path",
+        "required": True,
+        "description": "An environment's id, as returned by create",
+        "schema": {"type": "string", "minLength": 1},
+    }
     return {
         "/interactions": {
             "post": {
@@ -389,6 +397,64 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             },
         },
+        "/environments": {
+            "get": {
+                "summary": "List the tenant's environments",
+                "parameters": [
+                    *PAGING,
+                    {
+                        "name": "mode",
+                        "in": "query",
+                        "description": "self_hosted lists none: Tether runs every environment "
+                        "on the cluster",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["on_demand", "self_hosted"],
+                            "default": "on_demand",
+                        },
+                    },
+                ],
+                "responses": {"200": _json(_ref("EnvironmentList")), **_errors(*_COMMON_ERRORS)},
+            },
+            "post": {
+                "summary": "Create a persistent workspace in the tenant's namespace",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateEnvironmentRequest"),
+                            "example": {
+                                "sources": [
+                                    {"type": "inline", "target": "notes.md", "content": "hi"}
+                                ]
+                            },
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("EnvironmentObject"), "The environment"),
+                    **_errors(*_COMMON_ERRORS, "413", "415"),
+                },
+            },
+        },
+        "/environments/{environment}": {
+            "get": {
+                "summary": "Get one of the tenant's environments",
+                "parameters": [environment_param],
+                "responses": {
+                    "200": _json(_ref("EnvironmentObject"), "The environment"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+            "delete": {
+                "summary": "Delete an environment and its files, unless a run is using it",
+                "parameters": [environment_param],
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS, "409"),
+                },
+            },
+        },
         "/interactions/{id}/logs": {
             "get": {
                 "summary": "The log of a running agent run's sandbox container",
@@ -435,6 +501,9 @@ def openapi_document() -> dict[str, Any]:
             (InteractionList, "serialization"),
             (AgentObject, "validation"),
             (AgentList, "serialization"),
+            (CreateEnvironmentRequest, "validation"),
+            (EnvironmentObject, "serialization"),
+            (EnvironmentList, "serialization"),
             (FileList, "serialization"),
             (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),

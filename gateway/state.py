@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether.catalog import Catalog
 from tether.kube import Kube
@@ -17,7 +18,7 @@ from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
 from .auth import TENANT, ApiKeys
-from .errors import not_found
+from .errors import ApiError, not_found
 
 
 @dataclass
@@ -40,6 +41,25 @@ class State:
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             raise not_found("interaction", name)
         return obj
+
+    async def page(
+        self, plural: str, namespace: str, limit: int, token: str, **options: Any
+    ) -> dict[str, Any]:
+        """One page of a tenant's resources, from `token` (a continue token of the API
+        server's); a token it never issued, or one compacted away, is the API's 400."""
+        if token:
+            options["_continue"] = token
+        try:
+            return await self.kube.list(plural, namespace, limit=limit, **options)
+        except ApiException as error:
+            # 410: the token's resource version was compacted away; 400 or a 504 "too large
+            # resource version": a token the API server never issued
+            too_large = "Too large resource version" in str(error.body or "")
+            if token and (error.status in (400, 410) or too_large):
+                raise ApiError(
+                    400, f"page_token {token!r} is not valid or has expired; list again without it"
+                ) from error
+            raise
 
 
 SETTINGS = web.AppKey("settings", Settings)

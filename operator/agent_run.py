@@ -9,7 +9,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import agents, run_tokens
+from tether import agents, environment_claims, run_tokens
+from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.internal import RunInput
 from tether.api.views import interaction_view
@@ -26,6 +27,7 @@ from .sandbox_pod import (
     run_token_secret,
     sandbox_network_policy,
     sandbox_pod,
+    workspace_volume_claim,
 )
 
 TOKEN_GRACE_SECONDS = 300
@@ -46,7 +48,8 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     agent_name, specs = await through_outages(
         lambda: ctx.catalog.agent_chain(namespace, spec.agent), f"resolve agent of {name}"
     )
-    run = agents.resolve(agent_name, specs, spec)  # AgentConfigError: a RunError too
+    workspace = await _claim_workspace(ctx, obj, spec)
+    run = agents.resolve(agent_name, specs, spec, workspace)  # AgentConfigError: a RunError
     files = agents.workspace_files(run)
     found = await through_outages(
         lambda: ctx.catalog.model(namespace, run.model), f"model of {name}"
@@ -92,11 +95,37 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         "updated": now(),
         "sandboxPod": child_name(uid),
     }
+    if run.environment_id:
+        running["environmentId"] = run.environment_id
     marked, wrote = await transition(ctx, obj, running)
     if wrote and previous.get("phase") != "in_progress":
         emit = ctx.events.emitter(namespace, name)
         await emit("interaction.created", interaction=interaction_view(marked, include_input=False))
         await emit("interaction.status_update", interaction_id=name, status="in_progress")
+
+
+async def _claim_workspace(
+    ctx: Context, obj: dict[str, Any], spec: InteractionSpec
+) -> tuple[str, EnvironmentSpec] | None:
+    """The persistent Environment the run uses, taken for it (the gateway took it already for
+    a run created through the API; one created with kubectl is checked here), and its volume."""
+    env_id = spec.environment_id()
+    if env_id is None:
+        return None
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    try:
+        environment = await through_outages(
+            lambda: environment_claims.claim(ctx.kube, namespace, env_id, name),
+            f"environment of {name}",
+        )
+    except environment_claims.EnvironmentUnavailable as error:
+        raise RunError(f"environment_{error.code}", error.message) from error
+    claim = workspace_volume_claim(environment, ctx.settings.environment_storage)
+    await _create(
+        lambda: ctx.kube.core.create_namespaced_persistent_volume_claim(namespace, claim),
+        "workspace volume",
+    )
+    return env_id, EnvironmentSpec.from_kube(environment.get("spec") or {})
 
 
 async def _create(create: Callable[[], Awaitable[Any]], what: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tether import environment_claims
 from tether.api.interaction import TERMINAL_PHASES, InteractionSpec, Step
 from tether.api.views import interaction_view
 from tether.chain import output_steps
@@ -182,10 +183,13 @@ async def settle(
     kind = kind_of(final)
     if announced:
         metrics.INTERACTIONS.labels(kind, phase).inc()
+    spec = InteractionSpec.from_kube(final["spec"])
     if kind == "agent":
         await through_outages(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
         await delete_children(ctx, namespace, child_name(meta["uid"]))
-    if InteractionSpec.from_kube(final["spec"]).store is False:
+        if env_id := spec.environment_id():
+            await give_back(ctx, namespace, name, env_id)
+    if spec.store is False:
         await through_outages(
             lambda: mark_unstored(
                 ctx.events.redis, namespace, name, ctx.settings.retention_seconds
@@ -196,6 +200,19 @@ async def settle(
             lambda: ctx.kube.delete("interactions", namespace, name), f"delete {name}"
         )
     return announced
+
+
+async def give_back(ctx: Context, namespace: str, name: str, env_id: str) -> None:
+    """Release the run's Environment, with what its workspace holds as the run last saw it."""
+    reported = await through_outages(
+        lambda: ctx.run_store.outcome(namespace, name), f"outcome of {name}"
+    )
+    await through_outages(
+        lambda: environment_claims.release(
+            ctx.kube, namespace, env_id, name, (reported or {}).get("workspace")
+        ),
+        f"release environment {env_id}",
+    )
 
 
 async def resume_ended(ctx: Context, obj: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog
 
-from . import metrics, sweeps
+from . import environments, metrics, sweeps
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .ending import Outcome, conclude, delete_children, resume_ended
@@ -49,12 +49,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     server, _thread = start_http_server(config.metrics_port, addr=config.host)
     log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
     memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
+    memo.expirer = asyncio.create_task(environments.keep_expiring(memo.ctx))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
     memo.sweeper.cancel()
+    memo.expirer.cancel()
     await ctx.runs.shutdown()
     await ctx.events.redis.aclose()
     await ctx.kube.close()
@@ -96,6 +98,13 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
                 await finish_agent_run(ctx, obj, None)
     else:
         ctx.runs.start(uid, _start_once(ctx, obj))
+
+
+@kopf.on.event(GROUP, VERSION, "environments")
+async def environment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """New, or seen at (re)start: give it its volume. A run's start makes sure of it too."""
+    if type in (None, "ADDED"):
+        await environments.environment_seen(memo.ctx, dict(body))
 
 
 async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from tether.sandbox_policy import DEFAULT_MAX_LIMITS, SandboxPolicy
 
 SANDBOX_LABEL = "tether.dev/sandbox"
 INTERACTION_LABEL = "tether.dev/interaction"
+ENVIRONMENT_LABEL = "tether.dev/environment"
 TOKEN_DIR = "/var/run/tether"
 WORKSPACE = "/workspace"
 WORKSPACE_PORTS = range(10000, 32000)
@@ -128,6 +129,41 @@ def run_token_secret(
     }
 
 
+def volume_name(environment: str) -> str:
+    """The PersistentVolumeClaim that holds a persistent Environment's workspace."""
+    return f"workspace-{environment}"
+
+
+def workspace_volume_claim(environment: dict[str, Any], default_size: str) -> dict[str, Any]:
+    """An Environment's workspace volume, on the cluster's default StorageClass, owned by the
+    Environment: deleting it deletes the files."""
+    meta = environment["metadata"]
+    size = (environment.get("spec") or {}).get("storage") or default_size
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": volume_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": {ENVIRONMENT_LABEL: meta["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Environment",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+
+
 def _locked_down() -> dict[str, Any]:
     """The container half of Pod Security "restricted", plus a read-only root filesystem."""
     return {
@@ -167,7 +203,7 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumes": [
-            {"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}},
+            _workspace_volume(run),
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
             {"name": "run-token", "secret": {"secretName": name, "defaultMode": 0o400}},
         ],
@@ -225,6 +261,14 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
         metadata["annotations"] = {ACCEPTED_ANNOTATION: accepted}  # for start-latency metrics
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _workspace_volume(run: AgentRun) -> dict[str, Any]:
+    """A persistent Environment's volume, or a fresh one that goes with the pod."""
+    if run.environment_id:
+        claim = {"claimName": volume_name(run.environment_id)}
+        return {"name": "workspace", "persistentVolumeClaim": claim}
+    return {"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}}
 
 
 def _plain_env(env: SandboxEnvironment) -> list[dict[str, str]]:

@@ -186,7 +186,11 @@ def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict
 
 async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Outcome:
     for source in run.files:  # the environment's sources, before anything else
-        written = await use_tool(http, workspace, "write_file", source.model_dump())
+        if source.repository:
+            args = {"url": source.repository, "path": source.path, "if_absent": source.if_absent}
+            written = await use_tool(http, workspace, "clone_repository", args)
+        else:
+            written = await use_tool(http, workspace, "write_file", source.model_dump())
         if not written.get("ok"):
             return Outcome("failed", [{"code": "invalid_source", "message": written["error"]}])
     conversation: list[dict[str, Any]] = list(run.steps)
@@ -273,6 +277,16 @@ def workspace_archive(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def workspace_usage(root: Path) -> dict[str, int]:
+    """How many regular files /workspace holds and their bytes (symlinks not followed)."""
+    count = size = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            count += 1
+            size += path.stat().st_size
+    return {"file_count": count, "size_bytes": size}
+
+
 async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = RETRY_SECONDS) -> None:
     """Until the workspace at `url` answers, and answers as this run's own."""
     run = os.environ.get("TETHER_RUN", "")
@@ -306,7 +320,13 @@ async def main() -> int:
         print(f"run ended: {outcome.phase} {outcome.errors or ''}", flush=True)
         await gateway.call("PUT", "/files", data=workspace_archive(root))
         status, body = await gateway.call(
-            "POST", "/finish", json={"phase": outcome.phase, "errors": outcome.errors}
+            "POST",
+            "/finish",
+            json={
+                "phase": outcome.phase,
+                "errors": outcome.errors,
+                "workspace": workspace_usage(root),
+            },
         )
         if status != 200:
             print(f"the gateway refused the outcome: {body}", file=sys.stderr)

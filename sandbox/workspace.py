@@ -2,7 +2,8 @@
 credential of any kind; it listens on the pod's loopback only.
 
 `python -m tether.sandbox.workspace` serves POST /tools/{run_code,read_file,write_file,
-list_files,fetch_url} with JSON bodies, answering {"ok": true, ...} or {"ok": false, "error"}.
+list_files,fetch_url,clone_repository} with JSON bodies, answering {"ok": true, ...} or
+{"ok": false, "error"}.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ OUTPUT_LIMIT = 16 * 1024
 FILE_LIMIT = 1024 * 1024
 FETCH_LIMIT = 256 * 1024
 CODE_TIMEOUT = 60
+CLONE_TIMEOUT = 300
 LANGUAGES = {"python": ["python3", "-c"], "bash": ["bash", "-c"]}
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
@@ -114,8 +116,12 @@ def read_file(root: Path, path: str) -> dict:
     return {"content": target.read_text(errors="replace")}
 
 
-def write_file(root: Path, path: str, content: str, encoding: str = "utf-8") -> dict:
+def write_file(
+    root: Path, path: str, content: str, encoding: str = "utf-8", if_absent: bool = False
+) -> dict:
     target = resolve(root, path)
+    if if_absent and (target.exists() or target.is_symlink()):
+        return {"path": str(target.relative_to(root.resolve())), "kept": True}
     try:
         data = (
             base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
@@ -136,6 +142,43 @@ def list_files(root: Path, path: str = ".") -> dict:
         for p in sorted(target.iterdir())
     ]
     return {"entries": entries}
+
+
+async def clone_repository(
+    root: Path, url: str, path: str, policy, if_absent: bool = False, timeout: float = CLONE_TIMEOUT
+) -> dict:
+    """A shallow git clone over https only (no other transport, not even for submodules),
+    from a host the allowlist names, into an empty place in the workspace."""
+    if urlsplit(url).scheme != "https":
+        raise ToolError(f"repositories are cloned over https only, not {url!r}")
+    if not allowed(url, policy):
+        raise ToolError(f"{url!r} is not on this run's network allowlist")
+    target = resolve(root, path)
+    where = str(target.relative_to(root.resolve()))
+    if target.exists() or target.is_symlink():
+        if if_absent:
+            return {"path": where, "kept": True}
+        if not target.is_dir() or any(target.iterdir()):
+            raise ToolError(f"{path!r} is already there; a repository is cloned into a new place")
+    process = await asyncio.create_subprocess_exec(
+        *("git", "-c", "protocol.allow=never", "-c", "protocol.https.allow=always"),
+        *("clone", "--quiet", "--depth", "1", "--", url, str(target)),
+        cwd=root,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.communicate()
+        raise ToolError(f"cloning {url!r} took longer than {timeout:g}s") from None
+    if process.returncode != 0:
+        raise ToolError(f"cloning {url!r} failed: {_clip(stderr, 2000).strip()}")
+    return {"path": where}
 
 
 async def fetch_url(
@@ -198,9 +241,18 @@ def create_app(
                         args.get("path", ""),
                         args.get("content", ""),
                         args.get("encoding", "utf-8"),
+                        bool(args.get("if_absent", False)),
                     )
                 case "list_files":
                     result = list_files(root, args.get("path", "."))
+                case "clone_repository":
+                    result = await clone_repository(
+                        root,
+                        args.get("url", ""),
+                        args.get("path", ""),
+                        policy,
+                        bool(args.get("if_absent", False)),
+                    )
                 case "fetch_url":
                     result = await fetch_url(
                         request.app[SESSION], args.get("url", ""), policy, root, args.get("save_as")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.api.agent import AgentSpec
-from tether.api.common import AgentConfig, SandboxEnvironment
+from tether.api.common import AgentConfig, SandboxEnvironment, Source
+from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import InteractionSpec
 from tether.errors import RunError
 from tether.sandbox_policy import SandboxPolicyError, refuse_secrets
@@ -27,6 +29,10 @@ class AgentRun:
     max_steps: int
     timeout_seconds: int
     environment: SandboxEnvironment = field(default_factory=SandboxEnvironment)
+    environment_id: str | None = None
+    """The persistent Environment whose workspace the run uses; None: a fresh one."""
+    seeds: list[Source] = field(default_factory=list)
+    """The Environment's sources: written where the workspace has nothing yet."""
 
 
 class AgentConfigError(RunError):
@@ -36,8 +42,15 @@ class AgentConfigError(RunError):
         super().__init__("invalid_agent", message)
 
 
-def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> AgentRun:
-    """`specs` runs from the most basic agent to the one named; later ones override earlier."""
+def resolve(
+    agent: str,
+    specs: list[AgentSpec],
+    request: InteractionSpec,
+    workspace: tuple[str, EnvironmentSpec] | None = None,
+) -> AgentRun:
+    """`specs` runs from the most basic agent to the one named; later ones override earlier.
+    `workspace` is the persistent Environment (id, spec) the run uses: its env, network and
+    instruction come between the agent's and the request's."""
     merged = AgentSpec()
     for spec in specs:
         merged = _overlay(merged, spec)
@@ -46,11 +59,15 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
         raise AgentConfigError(
             f"agent {agent!r} names no model: set agent_config.model in the request or the Agent"
         )
+    environment_id, kept = workspace or (None, EnvironmentSpec())
     instruction = "\n\n".join(
-        text for text in (merged.system_instruction, request.system_instruction) if text
+        text
+        for text in (merged.system_instruction, kept.system_instruction, request.system_instruction)
+        if text
     )
     tools = [t.to_wire() for t in merged.tools or []] + [t.to_wire() for t in request.tools or []]
     environment = merged.base_environment or SandboxEnvironment()
+    environment = _overlay(environment, SandboxEnvironment(env=kept.env, network=kept.network))
     if isinstance(request.environment, SandboxEnvironment):
         environment = _overlay(environment, request.environment)
     try:
@@ -66,28 +83,53 @@ def resolve(agent: str, specs: list[AgentSpec], request: InteractionSpec) -> Age
         max_steps=config.max_steps or DEFAULT_MAX_STEPS,
         timeout_seconds=config.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
         environment=environment,
+        environment_id=environment_id,
+        seeds=list(kept.sources or []),
     )
 
 
-def workspace_files(run: AgentRun) -> list[dict[str, str]]:
-    """The environment's sources as files to write into /workspace before the run starts."""
-    files = []
-    for source in run.environment.sources or []:
-        kind = source.type or "inline"
-        if kind not in ("inline", "skill"):
-            raise AgentConfigError(
-                f"source type {kind!r} is not supported yet; give the content inline"
-            )
-        if source.content is None:
-            raise AgentConfigError(f"a {kind} source needs its content")
-        default = f"skills/{source.source or 'skill'}/SKILL.md" if kind == "skill" else None
-        target = source.target or default
-        if not target:
-            raise AgentConfigError("an inline source needs a target path")
-        files.append(
-            {"path": target, "content": source.content, "encoding": source.encoding or "utf-8"}
+def workspace_files(run: AgentRun) -> list[dict[str, Any]]:
+    """The sources as files to write into /workspace before the run starts: the request's and
+    the agent's every time, a persistent Environment's only where nothing is there yet (a run
+    may have changed them since)."""
+    return [_file(s) for s in run.environment.sources or []] + [
+        {**_file(s), "if_absent": True} for s in run.seeds
+    ]
+
+
+def _file(source: Source) -> dict[str, Any]:
+    kind = source.type or "inline"
+    if kind == "repository":
+        url = repository_url(source.source or "")
+        return {"path": source.target or repository_name(url), "repository": url}
+    if kind not in ("inline", "skill"):
+        raise AgentConfigError(
+            f"source type {kind!r} is not supported yet; give the content inline"
         )
-    return files
+    if source.content is None:
+        raise AgentConfigError(f"a {kind} source needs its content")
+    default = f"skills/{source.source or 'skill'}/SKILL.md" if kind == "skill" else None
+    target = source.target or default
+    if not target:
+        raise AgentConfigError("an inline source needs a target path")
+    return {"path": target, "content": source.content, "encoding": source.encoding or "utf-8"}
+
+
+def repository_url(source: str) -> str:
+    """A repository source as the https:// URL it is cloned from ("github.com/o/r" too)."""
+    url = source if "://" in source else f"https://{source}"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        raise AgentConfigError(
+            f"repository {source!r} must be an https:// URL without credentials in it"
+        )
+    return url
+
+
+def repository_name(url: str) -> str:
+    """Where a repository lands when its source names no target: its last path segment."""
+    last = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    return last.removesuffix(".git") or "repository"
 
 
 def _limits(agent: AgentConfig | None, request: AgentConfig | None) -> AgentConfig:

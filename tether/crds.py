@@ -125,6 +125,7 @@ RESOURCES: tuple[Resource, ...] = (
             {"name": "Files", "type": "integer", "jsonPath": ".status.fileCount"},
             {"name": "Bytes", "type": "integer", "jsonPath": ".status.sizeBytes"},
             {"name": "Last-Accessed", "type": "date", "jsonPath": ".status.lastAccessed"},
+            {"name": "Run", "type": "string", "jsonPath": ".status.activeInteraction"},
         ),
     ),
 )

@@ -59,5 +59,12 @@ class Settings(BaseSettings):
     sandbox_named_hosts: dict[str, list[str]] = {}
     """Host names an allowlist may name whose addresses the platform knows (JSON: name -> CIDRs,
     as the NetworkPolicy enforcer sees them); a sandbox's NetworkPolicy opens them for it."""
+    environment_storage: str = "1Gi"
+    """The size of an Environment's workspace volume when it does not say."""
+    environment_idle_seconds: int = 7 * 24 * 3600
+    """How long an Environment may go unused before its volume is deleted, when it does not
+    say (idle_timeout_seconds)."""
+    environment_check_seconds: float = 30
+    """How often idle Environments are looked for."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""

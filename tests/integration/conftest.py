@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 
 import kubernetes
 import pytest
 
+from tests.integration.test_agent_runs import install_model
 from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
 
 _namespaces = itertools.count()
@@ -70,3 +72,9 @@ def upstream(stack):
             }
         )
         yield server
+
+
+@pytest.fixture(scope="module")
+def script(stack):
+    """A scripted Model in tenant-a (`install_model`): script(name, responses) -> name."""
+    return functools.partial(install_model, stack)

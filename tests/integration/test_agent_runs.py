@@ -3,13 +3,11 @@ agent loop → model proxy and workspace tools → status, steps and files."""
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import time
 
 import httpx
 import kubernetes
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import sdk_client
@@ -28,12 +26,6 @@ def install_model(stack, name: str, responses: list[dict]) -> str:
         }
     )
     return name
-
-
-@pytest.fixture(scope="module")
-def script(stack):
-    """`install_model` bound to the session stack."""
-    return functools.partial(install_model, stack)
 
 
 def call(name: str, **arguments) -> dict:

@@ -68,6 +68,7 @@ class Up:
         self.env = read_env(state)
         self.sdk = sdk_client(self.env["TETHER_URL"], self.env["TETHER_API_KEY"])
         self.demo_id = ""
+        self.environment_id = ""
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return cli(self.state, *args, port=self.port, **self.environ)
@@ -491,6 +492,40 @@ def test_helm_upgrade_to_a_new_image_rolls_the_gateway_without_losing_a_run(up):
             "--set", "image.tag=dev", "--wait", "--timeout", "3m")  # fmt: skip
 
 
+def note_in(up: Up, environment: str) -> str:
+    """An agent run in `environment` that adds a line to notes.md; what the file then holds."""
+    namespace = up.env["TETHER_NAMESPACE"]
+    code = "echo run >> notes.md; cat notes.md"
+    arguments = {"language": "bash", "code": code}
+    call = {"functionCalls": [{"name": "run_code", "arguments": arguments}]}
+    model = scripted(up, namespace, "env-notes", [call, {"text": "noted"}])
+    done = up.sdk.interactions.create(
+        agent="eva",
+        input="note it",
+        agent_config={"type": "dynamic", "model": model},
+        environment=environment,
+    )
+    assert (done.status, done.environment_id) == ("completed", environment), done.errors
+    [result] = [s.result for s in done.steps if s.type == "code_execution_result"]
+    return result
+
+
+def test_an_environment_keeps_its_files_between_runs_under_gvisor(up):
+    env = up.sdk.environments.create(
+        sources=[{"type": "inline", "target": "notes.md", "content": "# notes\n"}]
+    )
+    assert note_in(up, env.id) == "# notes\nrun\n"
+    assert note_in(up, env.id) == "# notes\nrun\nrun\n"
+    namespace = up.env["TETHER_NAMESPACE"]
+    listed = up.kubectl("get", "environments", "-n", namespace)
+    print(f"$ kubectl get environments -n $TETHER_NAMESPACE\n{listed}")  # the README's
+    assert env.id in listed and "active" in listed
+    volume = up.kubectl("get", "pvc", f"workspace-{env.id}", "-n", namespace, "-o", "json")
+    claim = json.loads(volume)
+    assert claim["status"]["phase"] == "Bound"
+    up.environment_id = env.id
+
+
 # -- make down, make up again --------------------------------------------------------------------
 
 
@@ -519,6 +554,9 @@ def test_down_puts_the_host_back_and_the_next_up_finds_the_data(up, before):
     assert "acme,Starter,9.00" in csv.text  # Redis's volume survived
     events = list(sdk.interactions.get(up.demo_id, stream=True))
     assert events[-1].event_type == "interaction.completed"
+    assert up.environment_id, "the environment test ran"
+    up.sdk = sdk
+    assert note_in(up, up.environment_id) == "# notes\nrun\nrun\nrun\n"  # its volume survived
 
     # helm uninstall: Tether's pods go; the Redis claim (helm.sh/resource-policy: keep) and
     # the CRDs with every Interaction stay

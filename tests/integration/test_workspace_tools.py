@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from tether.dev.fakes.git_https import GitServer
 from tether.sandbox.workspace import create_app
 
 
@@ -96,5 +97,43 @@ async def test_a_caller_naming_another_run_is_refused(tmp_path):
         assert "another run" in (await other.json())["error"]
         own = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": "run-a"})
         assert own.status == 200
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def git(tmp_path, monkeypatch):
+    """A git server over HTTPS at localhost, whose CA the workspace's git trusts."""
+    with GitServer({"tools": {"README.md": "# tools\n"}}) as server:
+        (tmp_path.parent / "ca.pem").write_text(server.ca_pem)
+        monkeypatch.setenv("GIT_SSL_CAINFO", str(tmp_path.parent / "ca.pem"))
+        yield server
+
+
+async def test_a_repository_is_cloned_once_and_only_from_the_allowlist(tmp_path, git):
+    client = TestClient(TestServer(create_app(tmp_path, ["localhost"]), host="127.0.0.1"))
+    await client.start_server()
+    try:
+
+        async def clone(**args):
+            return await (await client.post("/tools/clone_repository", json=args)).json()
+
+        assert await clone(url=git.url("tools"), path="tools") == {"ok": True, "path": "tools"}
+        assert (tmp_path / "tools" / "README.md").read_text() == "# tools\n"
+        again = await clone(url=git.url("tools"), path="tools", if_absent=True)
+        assert again == {"ok": True, "path": "tools", "kept": True}
+        taken = await clone(url=git.url("tools"), path="tools")
+        assert "already there" in taken["error"]
+        for url, why in [
+            (f"http://localhost:{git.port}/tools.git", "https only"),
+            ("https://elsewhere.invalid/tools.git", "not on this run's network allowlist"),
+            (f"file://{tmp_path}", "https only"),
+        ]:
+            refused = await clone(url=url, path="other")
+            assert refused["ok"] is False and why in refused["error"], refused
+        escape = await clone(url=git.url("tools"), path="../outside")
+        assert "outside the workspace" in escape["error"]
+        missing = await clone(url=git.url("nothing"), path="nothing")
+        assert missing["ok"] is False and "cloning" in missing["error"]
     finally:
         await client.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -77,6 +78,10 @@ class ResourceRequirements(ApiModel):
 
     requests: dict[str, str] | None = None
     limits: dict[str, str] | None = None
+
+
+ENVIRONMENT_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""A persistent Environment's id: a Kubernetes object name that starts with a letter."""
 
 
 class SandboxEnvironment(ApiModel):

@@ -9,7 +9,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from tether.api import GROUP
 from tether.api.base import FREE_FORM, ApiModel, OpenModel
-from tether.api.common import AgentConfig, Condition, SandboxEnvironment, Tool
+from tether.api.common import ENVIRONMENT_ID, AgentConfig, Condition, SandboxEnvironment, Tool
 
 CANCEL_ANNOTATION = f"{GROUP}/cancel-requested"
 """Set by POST …/cancel (the spec is immutable); the operator ends the run as cancelled."""
@@ -216,6 +216,24 @@ class InteractionSpec(ApiModel):
     """"remote", an Environment id, or an environment object."""
     webhook_config: WebhookConfig | None = None
     labels: dict[str, str] | None = Field(default=None, max_length=64)
+
+    @field_validator("environment")
+    @classmethod
+    def _valid_environment(cls, value):
+        named = value.environment_id if isinstance(value, SandboxEnvironment) else value
+        if isinstance(named, str) and named != "remote" and not ENVIRONMENT_ID.match(named):
+            raise ValueError(
+                f'environment {named!r} is neither "remote" nor an environment id (at most '
+                "63 lowercase letters, digits and dashes, starting with a letter)"
+            )
+        return value
+
+    def environment_id(self) -> str | None:
+        """The persistent Environment an agent run uses: `environment: "<id>"`, or an environment
+        object's `environment_id`; None for a fresh workspace ("remote", or none)."""
+        env = self.environment
+        named = env.environment_id if isinstance(env, SandboxEnvironment) else env
+        return None if named in (None, "remote") else named
 
     @field_validator("previous_interaction_id")
     @classmethod

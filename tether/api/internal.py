@@ -20,11 +20,15 @@ class _Message(BaseModel):
 
 
 class SourceFile(_Message):
-    """A file written into /workspace before the loop starts."""
+    """A file written, or a repository cloned, into /workspace before the loop starts."""
 
     path: str
-    content: str
+    content: str = ""
     encoding: str = "utf-8"
+    repository: str | None = None
+    """An https:// git URL to clone at `path` instead of writing `content`."""
+    if_absent: bool = False
+    """Leave a file already there as it is (a persistent workspace's seeds)."""
 
 
 class RunInput(_Message):

@@ -46,7 +46,7 @@ def interaction_view(
         steps=steps,
         usage=status.usage,
         errors=status.errors,
-        environment_id=status.environment_id,
+        environment_id=status.environment_id or spec.environment_id(),
         answered_by=status.answered_by,
         **{field: getattr(spec, field) for field in _ECHOED},
     ).to_wire()

@@ -78,11 +78,9 @@ def _leaf(ca_key, ca_name: x509.Name, subject: x509.Name, usage, sans=None) -> K
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
-def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> ClusterPki:
-    """A CA, a serving cert for loopback and `address`, an admin client cert (system:masters),
-    the API server's client cert (to the kubelets and etcd), an SA key pair."""
+def _authority(common: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = _key()
-    ca_name = _name("tether-local-ca")
+    ca_name = _name(common)
     ca_cert = (
         _builder(ca_name, ca_name, ca_key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -102,6 +100,35 @@ def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> Cluste
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def authority(common: str) -> KeyPair:
+    """A certificate authority of its own (for a local HTTPS server's clients to trust)."""
+    key, cert = _authority(common)
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+
+def _signer(ca: KeyPair):
+    """A CA's key and name, to sign with."""
+    return (
+        serialization.load_pem_private_key(ca.key, password=None),
+        x509.load_pem_x509_certificate(ca.cert).subject,
+    )
+
+
+def server(ca: KeyPair, host: str) -> KeyPair:
+    """A serving certificate for the host name `host`, signed by `ca`."""
+    ca_key, ca_name = _signer(ca)
+    sans = [x509.DNSName(host)]
+    return _leaf(ca_key, ca_name, _name(host), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> ClusterPki:
+    """A CA, a serving cert for loopback and `address`, an admin client cert (system:masters),
+    the API server's client cert (to the kubelets and etcd), an SA key pair."""
+    ca_key, ca_cert = _authority("tether-local-ca")
+    ca_name = ca_cert.subject
     sans = [
         x509.DNSName("localhost"),
         x509.DNSName("kubernetes"),
@@ -142,8 +169,7 @@ class NodePki:
 
 def node(ca: KeyPair, name: str, ip: str) -> NodePki:
     """Certificates for node `name` at `ip`, signed by the cluster CA, as a real node holds."""
-    ca_key = serialization.load_pem_private_key(ca.key, password=None)
-    ca_name = x509.load_pem_x509_certificate(ca.cert).subject
+    ca_key, ca_name = _signer(ca)
     client = _leaf(
         ca_key,
         ca_name,

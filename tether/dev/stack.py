@@ -212,6 +212,7 @@ class DevStack(Component):
 
     def _env(self) -> dict[str, str]:
         return {
+            "TETHER_ENVIRONMENT_CHECK_SECONDS": "1",  # idle expiry within a test's patience
             **self.environ,
             "KUBECONFIG": str(self.control_plane.kubeconfig),
             "TETHER_REDIS_URL": self.redis_url,

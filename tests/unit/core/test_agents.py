@@ -6,6 +6,7 @@ import pytest
 
 from tether.agents import AgentConfigError, resolve
 from tether.api.agent import AgentSpec
+from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import InteractionSpec
 
 EVA = AgentSpec.from_kube(
@@ -57,3 +58,40 @@ def test_an_agent_whose_environment_carries_a_secret_cannot_run():
         AgentConfigError, match=r"environment\.env\.KEY takes its value from a Secret"
     ):
         resolve("leaky", [EVA, leaky], request())
+
+
+def test_an_environment_adds_its_env_network_and_instruction_between_agent_and_request():
+    kept = EnvironmentSpec.from_wire(
+        {
+            "env": {"TZ": "UTC", "LANG": "C"},
+            "network": {"allowlist": [{"domain": "git.example.com"}]},
+            "system_instruction": "Notes go in notes.md.",
+            "sources": [{"type": "inline", "target": "a.txt", "content": "a"}],
+        }
+    )
+    run = resolve(
+        "eva",
+        [EVA],
+        request(system_instruction="Be brief.", environment={"env": {"LANG": "en_GB"}}),
+        ("env-1", kept),
+    )
+    assert run.environment_id == "env-1"
+    assert run.environment.env == {"TZ": "UTC", "LANG": "en_GB"}
+    assert run.environment.network.domains() == ["git.example.com"]
+    assert run.system_instruction == "Notes go in notes.md.\n\nBe brief."
+    assert [s.target for s in run.seeds] == ["a.txt"]
+    assert resolve("eva", [EVA], request()).environment_id is None
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [("remote", None), (None, None), ("env-1", "env-1"), ({"environment_id": "env-2"}, "env-2")],
+)
+def test_the_environment_a_request_runs_in(environment, expected):
+    assert request(environment=environment).environment_id() == expected
+
+
+def test_an_environment_id_that_is_no_object_name_is_refused():
+    for bad in ("../x", "Env", "a/b", "", "-x"):
+        with pytest.raises(ValueError, match='neither "remote" nor an environment id'):
+            request(environment=bad)

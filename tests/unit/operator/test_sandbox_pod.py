@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 
 from tether.agents import AgentRun
-from tether.api.common import SandboxEnvironment
+from tether.api.common import SandboxEnvironment, Source
 from tether.operator.sandbox_pod import (
     Placement,
     child_name,
     run_token_secret,
     sandbox_network_policy,
     sandbox_pod,
+    workspace_volume_claim,
 )
 from tether.sandbox_policy import SandboxPolicyError
 
@@ -286,3 +287,44 @@ def test_the_agent_and_its_workspace_are_bound_to_the_run_and_meet_on_its_own_po
         for e in containers(sandbox_pod(other, run(), PLACE))["workspace"]["env"]
     }
     assert other_env["TETHER_WORKSPACE_PORT"] != port
+
+
+def test_a_run_in_an_environment_mounts_its_volume_and_others_get_a_fresh_one():
+    fresh = sandbox_pod(IX, run(), PLACE)["spec"]["volumes"][0]
+    assert fresh == {"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}}
+    kept = sandbox_pod(IX, replace(run(), environment_id="env-1"), PLACE)
+    assert kept["spec"]["volumes"][0] == {
+        "name": "workspace",
+        "persistentVolumeClaim": {"claimName": "workspace-env-1"},
+    }
+    mounts = {c["name"]: c["volumeMounts"][0] for c in containers(kept).values()}
+    assert mounts["workspace"] == {"name": "workspace", "mountPath": "/workspace"}
+    assert mounts["agent"] == {"name": "workspace", "mountPath": "/workspace", "readOnly": True}
+
+
+def test_an_environments_volume_is_owned_by_it_and_sized_by_it_or_the_default():
+    env = {"metadata": {"name": "env-1", "namespace": "tenant-a", "uid": "u-1"}, "spec": {}}
+    claim = workspace_volume_claim(env, "1Gi")
+    assert claim["metadata"]["name"] == "workspace-env-1"
+    assert claim["metadata"]["ownerReferences"][0]["kind"] == "Environment"
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default
+    sized = workspace_volume_claim({**env, "spec": {"storage": "5Gi"}}, "1Gi")
+    assert sized["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+
+def test_an_environments_sources_are_seeds_and_repositories_are_cloned():
+    from tether.agents import AgentConfigError, workspace_files
+
+    seeded = replace(
+        run(sources=[{"type": "repository", "source": "github.com/acme/tools.git"}]),
+        seeds=[Source(type="inline", target="README.md", content="hi")],
+    )
+    assert workspace_files(seeded) == [
+        {"path": "tools", "repository": "https://github.com/acme/tools.git"},
+        {"path": "README.md", "content": "hi", "encoding": "utf-8", "if_absent": True},
+    ]
+    for bad in ("http://github.com/a/b", "https://user:pw@github.com/a/b", "ssh://git@x/y"):
+        with pytest.raises(AgentConfigError, match="must be an https:// URL"):
+            workspace_files(run(sources=[{"type": "repository", "source": bad}]))
