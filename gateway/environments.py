@@ -9,6 +9,7 @@ import urllib.parse
 from typing import Any
 
 from aiohttp import web
+from kubernetes.utils.quantity import parse_quantity
 
 from tether import agents, environment_claims, sandbox_policy
 from tether.api import API_VERSION
@@ -62,10 +63,14 @@ def environment_resource(namespace: str, id_: str, spec: EnvironmentSpec) -> dic
 
 
 def create_problems(
-    body: CreateEnvironmentRequest, policy: sandbox_policy.SandboxPolicy
+    body: CreateEnvironmentRequest, policy: sandbox_policy.SandboxPolicy, max_storage: str
 ) -> list[str]:
     """Everything wrong with a new environment, each problem named by its field."""
     problems = []
+    if body.storage and parse_quantity(body.storage) > parse_quantity(max_storage):
+        problems.append(
+            f"storage: {body.storage} is more than the platform's maximum of {max_storage}"
+        )
     if body.mode == "self_hosted":
         problems.append(
             "mode: self_hosted environments are not supported: Tether runs every environment "
@@ -140,7 +145,7 @@ async def create(request: web.Request) -> web.Response:
     state, namespace = request.config_dict[STATE], request[TENANT]
     body = CreateEnvironmentRequest.from_wire(await read_json(request))
     policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
-    if problems := create_problems(body, policy):
+    if problems := create_problems(body, policy, state.settings.environment_max_storage):
         raise ApiError(400, "; ".join(problems))
     id_ = f"env-{secrets.token_hex(6)}"
     resource = environment_resource(namespace, id_, body.spec())

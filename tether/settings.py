@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     as the NetworkPolicy enforcer sees them); a sandbox's NetworkPolicy opens them for it."""
     environment_storage: str = "1Gi"
     """The size of an Environment's workspace volume when it does not say."""
+    environment_max_storage: str = "10Gi"
+    """The largest workspace volume an Environment may ask for."""
     environment_idle_seconds: int = 7 * 24 * 3600
     """How long an Environment may go unused before its volume is deleted, when it does not
     say (idle_timeout_seconds)."""

@@ -3,6 +3,7 @@ one at a time, that outlives them, and that an idle expiry deletes."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import time
 
@@ -285,3 +286,75 @@ def test_a_bad_environment_is_refused_naming_the_field(stack, api_key, body, exp
         assert expected in refused.json()["error"]["message"]
         after = {e["id"] for e in api.get("/environments").json()["environments"]}
         assert after == before
+
+
+def test_of_many_runs_started_at_once_in_one_environment_exactly_one_is_created(
+    stack, client, api_key, script
+):
+    env = client.environments.create()
+    model = script("env-race", [call("run_code", language="bash", code="sleep 3"), {"text": "ok"}])
+    body = {
+        "agent": "eva",
+        "input": "go",
+        "agent_config": {"type": "dynamic", "model": model},
+        "environment": env.id,
+        "background": True,
+    }
+    with http(stack, api_key) as api:
+        before = {
+            i["id"]
+            for i in api.get("/interactions", params={"page_size": 1000}).json()["interactions"]
+        }
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda _: api.post("/interactions", json=body), range(12)))
+        after = {
+            i["id"]
+            for i in api.get("/interactions", params={"page_size": 1000}).json()["interactions"]
+        }
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 11, [a.text for a in answers if a.status_code != 409]
+    [winner] = [a.json()["id"] for a in answers if a.status_code == 200]
+    assert after - before == {winner}
+    assert wait_until_ended(client, winner, timeout=60).status == "completed"
+
+
+def test_a_run_created_with_kubectl_in_a_busy_environment_fails_saying_so(stack, client, script):
+    env = client.environments.create()
+    slow = script("env-held", [call("run_code", language="bash", code="sleep 5"), {"text": "ok"}])
+    holder = client.interactions.create(
+        agent="eva",
+        input="go",
+        agent_config={"type": "dynamic", "model": slow},
+        environment=env.id,
+        background=True,
+    )
+    applied = {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Interaction",
+        "metadata": {"name": "ix-kubectl-busy", "namespace": TENANT},
+        "spec": {
+            "agent": "eva",
+            "input": "go",
+            "agentConfig": {"model": slow},
+            "environment": env.id,
+        },
+    }
+    stack.cluster.apply(applied)
+    done = wait_until_ended(client, "ix-kubectl-busy", timeout=60)
+    assert done.status == "failed"
+    [error] = done.errors
+    assert error.code == "environment_busy" and holder.id in error.message
+    assert wait_until_ended(client, holder.id, timeout=60).status == "completed"
+
+
+def test_deleting_an_environment_deletes_its_volume(stack, client, script):
+    env = client.environments.create()
+    model = script("env-gone", [call("write_file", path="x.txt", content="x"), {"text": "ok"}])
+    assert agent_run(client, model, environment=env.id).status == "completed"
+    assert volume(stack, env.id) is not None
+    client.environments.delete(env.id)
+    deadline = time.monotonic() + 60
+    while volume(stack, env.id) is not None:  # the garbage collector follows the owner
+        assert time.monotonic() < deadline, "the volume outlived its environment"
+        time.sleep(0.5)
+    assert api_error(lambda: client.environments.delete(env.id)).status_code == 404

@@ -33,7 +33,7 @@ def resource(spec: dict | None = None, status: dict | None = None) -> dict:
 
 
 def problems(**fields) -> list[str]:
-    return create_problems(CreateEnvironmentRequest.from_wire(fields), POLICY)
+    return create_problems(CreateEnvironmentRequest.from_wire(fields), POLICY, "10Gi")
 
 
 def test_a_new_environment_is_active_and_on_demand_updated_when_created():
@@ -228,3 +228,8 @@ async def test_an_id_that_is_no_environment_id_is_not_found_without_asking_the_c
         )
         status, body = await _answer(response)
         assert (status, body["error"]["code"]) == (404, "not_found"), (method, path)
+
+
+def test_a_volume_past_the_platforms_maximum_is_refused_naming_storage():
+    assert problems(storage="10Gi") == []
+    assert problems(storage="11Gi") == ["storage: 11Gi is more than the platform's maximum of 10Gi"]
