@@ -2,6 +2,7 @@
 
     public port (TETHER_PORT), create_app():
         /v1/…, /v1beta/…   public_api(): an API key names the tenant (auth.tenant_middleware)
+        /upload/v1…/…      upload_api(): the same gate, for resumable file uploads
         /healthz, /metrics, /openapi.json: for anyone
     internal port (TETHER_INTERNAL_PORT), create_internal_app():
         /internal/v1/…     internal.internal_api(): a run token names the run
@@ -31,7 +32,7 @@ from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
-from . import agents, environments, files, interactions, internal
+from . import agents, environment_files, environments, files, interactions, internal
 from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
@@ -85,6 +86,15 @@ def public_api() -> web.Application:
     files.add_routes(api)
     agents.add_routes(api)
     environments.add_routes(api)
+    environment_files.add_routes(api)
+    return api
+
+
+def upload_api() -> web.Application:
+    """The resumable uploads of the SDK's `environments.files.upload` (/upload/<version>/…)."""
+    tenant = tenant_middleware(lambda config: config[STATE].keys)
+    api = web.Application(middlewares=[tenant])
+    environment_files.add_upload_routes(api)
     return api
 
 
@@ -106,6 +116,7 @@ def create_app(settings: Settings | None = None, *, state: State | None = None) 
         app[STATE] = state
     for prefix in PREFIXES:
         app.add_subapp(prefix, public_api())
+        app.add_subapp(f"/upload{prefix}", upload_api())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/openapi.json", openapi)

@@ -212,6 +212,111 @@ def _id_param() -> dict[str, Any]:
     }
 
 
+_ENVIRONMENT_PARAM = {
+    "name": "environment",
+    "in": "path",
+    "required": True,
+    "description": "An environment's id, as returned by create",
+    "schema": {"type": "string", "minLength": 1},
+}
+_FILE_PATH = {
+    "name": "path",
+    "in": "path",
+    "required": True,
+    "description": "A path in the environment's workspace, relative to it",
+    "schema": {"type": "string"},
+}
+_FILE_ENTRY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "path": {"type": "string"},
+        "type": {"type": "string", "enum": ["file", "directory"]},
+        "size_bytes": {"type": "integer"},
+        "mime_type": {"type": "string"},
+        "created": {"type": "string", "format": "date-time"},
+        "modified": {"type": "string", "format": "date-time"},
+    },
+}
+_FILE_LIST = {
+    "type": "object",
+    "properties": {
+        "files": {"type": "array", "items": _FILE_ENTRY},
+        "next_page_token": {"type": "string"},
+    },
+}
+
+
+def _list_files(parameters: list[dict[str, Any]], download: bool = False) -> dict[str, Any]:
+    """GET on an environment's files: a listing (a directory's entries, or a file's own), or
+    with alt=media a file's bytes."""
+    query = [
+        *PAGING,
+        {"name": "recursive", "in": "query", "schema": {"type": "boolean", "default": False}},
+    ]
+    if download:
+        query.append(
+            {"name": "alt", "in": "query", "schema": {"type": "string", "enum": ["media"]}}
+        )
+    ok = _json(_FILE_LIST, "The entries")
+    if download:
+        ok["content"]["*/*"] = {"schema": {"type": "string", "format": "binary"}}
+        ok["description"] = "The entries; with alt=media, the file's bytes"
+    return {
+        "summary": "List an environment's files, or download one (alt=media)",
+        "parameters": [*parameters, *query],
+        "responses": {"200": ok, **_errors(*_COMMON_ERRORS, "409")},
+    }
+
+
+def _uploads() -> dict[str, dict[str, Any]]:
+    """The resumable upload of environments.files.upload: start (PUT), then chunks (POST)."""
+    header = lambda name, schema: {"name": name, "in": "header", "schema": schema}  # noqa: E731
+    environment_param = _ENVIRONMENT_PARAM
+    return {
+        "/environments/{environment}/files/{path}": {
+            "put": {
+                "summary": "Start an upload into an environment (X-Goog-Upload-Command: start)",
+                "parameters": [
+                    environment_param,
+                    _FILE_PATH,
+                    {"name": "overwrite", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "extract", "in": "query", "schema": {"type": "boolean"}},
+                    header("X-Goog-Upload-Command", {"type": "string", "enum": ["start"]}),
+                    header("X-Goog-Upload-Protocol", {"type": "string", "enum": ["resumable"]}),
+                    header("X-Goog-Upload-Header-Content-Length", {"type": "integer"}),
+                    header("X-Goog-Upload-Header-Content-Type", {"type": "string"}),
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "Started: X-Goog-Upload-URL says where to"),
+                    **_errors(*_COMMON_ERRORS, "409", "413"),
+                },
+            },
+            "post": {
+                "summary": "A chunk of a started upload; the last one finalizes it",
+                "parameters": [
+                    environment_param,
+                    _FILE_PATH,
+                    {"name": "upload_id", "in": "query", "schema": {"type": "string"}},
+                    header("X-Goog-Upload-Command", {"type": "string"}),
+                    header("X-Goog-Upload-Offset", {"type": "integer"}),
+                ],
+                "requestBody": {
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    }
+                },
+                "responses": {
+                    "200": _json(_FILE_LIST, "Received (or, finalized, the files written)"),
+                    **_errors(*_COMMON_ERRORS, "409", "413"),
+                },
+            },
+        }
+    }
+
+
 def _operations() -> dict[str, dict[str, Any]]:
     """The public paths, relative to a version prefix."""
     interaction = _json(_ref("InteractionObject"), "The interaction")
@@ -230,13 +335,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         "description": "An agent's id, or a platform agent's alias",
         "schema": {"type": "string", "minLength": 1},
     }
-    environment_param = {
-        "name": "environment",
-        "in": "path",
-        "required": True,
-        "description": "An environment's id, as returned by create",
-        "schema": {"type": "string", "minLength": 1},
-    }
+    environment_param = _ENVIRONMENT_PARAM
     return {
         "/interactions": {
             "post": {
@@ -455,6 +554,10 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             },
         },
+        "/environments/{environment}/files": {"get": _list_files([environment_param])},
+        "/environments/{environment}/files/{path}": {
+            "get": _list_files([environment_param, _FILE_PATH], download=True)
+        },
         "/interactions/{id}/logs": {
             "get": {
                 "summary": "The log of a running agent run's sandbox container",
@@ -521,7 +624,14 @@ def openapi_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}, {"bearer": []}],
-        "paths": {prefix + path: item for prefix in PREFIXES for path, item in operations.items()},
+        "paths": {
+            **{prefix + path: item for prefix in PREFIXES for path, item in operations.items()},
+            **{
+                f"/upload{prefix}{path}": item
+                for prefix in PREFIXES
+                for path, item in _uploads().items()
+            },
+        },
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {

@@ -16,7 +16,7 @@ from tether.outages import through_outages
 
 from .context import Context
 from .ending import parse_timestamp
-from .sandbox_pod import volume_name, workspace_volume_claim
+from .sandbox_pod import files_pod_name, volume_name, workspace_volume_claim
 
 log = logging.getLogger("tether.operator")
 
@@ -92,9 +92,19 @@ async def _expire(ctx: Context, environment: dict[str, Any]) -> bool:
         if error.status in (404, 409):  # gone, or just claimed by a run
             return False
         raise
+    await delete_files_pod(ctx, namespace, name)
     await delete_volume(ctx, namespace, name)
     log.info("environment %s/%s expired after going unused", namespace, name)
     return True
+
+
+async def delete_files_pod(ctx: Context, namespace: str, name: str) -> None:
+    """The environment's files pod: while it runs, the volume it mounts cannot go."""
+    try:
+        await ctx.kube.core.delete_namespaced_pod(files_pod_name(name), namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
 
 
 async def delete_volume(ctx: Context, namespace: str, name: str) -> None:
@@ -111,6 +121,7 @@ async def sweep_expired_volumes(ctx: Context) -> None:
     for environment in found["items"]:
         if (environment.get("status") or {}).get("phase") == "expired":
             meta = environment["metadata"]
+            await delete_files_pod(ctx, meta["namespace"], meta["name"])
             await delete_volume(ctx, meta["namespace"], meta["name"])
 
 

@@ -27,6 +27,8 @@ class Runs:
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task] = {}
         self._interruptible: dict[str, asyncio.Task] = {}
+        self._pending: set[str] = set()
+        """Runs started whose interruptible part has not begun yet."""
         self._cancelled: set[str] = set()
         # Finished uids, so a stale watch event that still says in_progress starts nothing.
         self._finished: OrderedDict[str, None] = OrderedDict()
@@ -38,11 +40,13 @@ class Runs:
             return False
         task = asyncio.create_task(run, name=f"run-{uid}")
         self._tasks[uid] = task
+        self._pending.add(uid)
         task.add_done_callback(lambda done: self._done(uid, done))
         return True
 
     async def interruptible(self, uid: str, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` as the part of run `uid` that a cancel interrupts (RunCancelled)."""
+        self._pending.discard(uid)
         if uid in self._cancelled:
             work.close()
             raise RunCancelled
@@ -61,6 +65,9 @@ class Runs:
     def cancel(self, uid: str) -> bool:
         """Interrupt the run's interruptible part; False if none is in flight here (the caller
         then writes the `cancelled` ending itself)."""
+        if uid in self._pending:  # it stops as its interruptible part begins
+            self._cancelled.add(uid)
+            return True
         task = self._interruptible.get(uid)
         if task is None or task.done():
             return False
@@ -87,6 +94,7 @@ class Runs:
 
     def _done(self, uid: str, task: asyncio.Task) -> None:
         self._tasks.pop(uid, None)
+        self._pending.discard(uid)
         self._cancelled.discard(uid)
         if not task.cancelled() and (error := task.exception()):
             log.error("run %s crashed", uid, exc_info=error)

@@ -24,6 +24,9 @@ from tether.sandbox_policy import DEFAULT_MAX_LIMITS, SandboxPolicy
 SANDBOX_LABEL = "tether.dev/sandbox"
 INTERACTION_LABEL = "tether.dev/interaction"
 ENVIRONMENT_LABEL = "tether.dev/environment"
+FILES_LABEL = "tether.dev/files"
+FILES_PORT = 8090
+FILES_IDLE_SECONDS = 300
 TOKEN_DIR = "/var/run/tether"
 WORKSPACE = "/workspace"
 WORKSPACE_PORTS = range(10000, 32000)
@@ -134,6 +137,26 @@ def volume_name(environment: str) -> str:
     return f"workspace-{environment}"
 
 
+def _environment_child(environment: dict[str, Any], name: str, **labels: str) -> dict[str, Any]:
+    """The metadata of an object an Environment owns: deleting it deletes them."""
+    meta = environment["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {ENVIRONMENT_LABEL: meta["name"], **labels},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Environment",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
 def workspace_volume_claim(environment: dict[str, Any], default_size: str) -> dict[str, Any]:
     """An Environment's workspace volume, on the cluster's default StorageClass, owned by the
     Environment: deleting it deletes the files."""
@@ -142,24 +165,88 @@ def workspace_volume_claim(environment: dict[str, Any], default_size: str) -> di
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": volume_name(meta["name"]),
-            "namespace": meta["namespace"],
-            "labels": {ENVIRONMENT_LABEL: meta["name"]},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Environment",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
+        "metadata": _environment_child(environment, volume_name(meta["name"])),
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": size}},
+        },
+    }
+
+
+def files_pod_name(environment: str) -> str:
+    return f"files-{environment}"
+
+
+def files_pod(environment: dict[str, Any], place: Placement, token: str) -> dict[str, Any]:
+    """The server of an Environment's files to the gateway (the Environments files API): the
+    sandbox image on the workspace volume, under the platform's runtime class, as locked down
+    as a sandbox; it holds only the token the gateway calls it with, and exits when idle."""
+    env_id = environment["metadata"]["name"]
+    name = files_pod_name(env_id)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_UID,
+            "fsGroup": SANDBOX_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [
+            {"name": "workspace", "persistentVolumeClaim": {"claimName": volume_name(env_id)}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ],
+        "containers": [
+            {
+                "name": "files",
+                "image": place.image,
+                "command": ["python", "-m", "tether.sandbox.files_server"],
+                "env": [
+                    {"name": "TETHER_FILES_TOKEN", "value": token},
+                    {"name": "TETHER_FILES_PORT", "value": str(FILES_PORT)},
+                    {"name": "TETHER_FILES_IDLE_SECONDS", "value": str(FILES_IDLE_SECONDS)},
+                ],
+                "ports": [{"name": "files", "containerPort": FILES_PORT}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/healthz", "port": FILES_PORT},
+                    "periodSeconds": 1,
+                },
+                "volumeMounts": [
+                    {"name": "workspace", "mountPath": WORKSPACE},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "256Mi"},
+                },
+                "securityContext": _locked_down(),
+            }
+        ],
+    }
+    if place.runtime_class_name:
+        spec["runtimeClassName"] = place.runtime_class_name
+    metadata = _environment_child(environment, name, **{FILES_LABEL: env_id})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def files_network_policy(environment: dict[str, Any], place: Placement) -> dict[str, Any]:
+    """In, only the gateway, on the files port; out, nothing."""
+    env_id = environment["metadata"]["name"]
+    name = files_pod_name(env_id)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _environment_child(environment, name, **{FILES_LABEL: env_id}),
+        "spec": {
+            "podSelector": {"matchLabels": {FILES_LABEL: env_id}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": _gateway(place), "ports": [{"protocol": "TCP", "port": FILES_PORT}]}
+            ],
+            "egress": [],
         },
     }
 

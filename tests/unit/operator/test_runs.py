@@ -68,3 +68,23 @@ async def test_a_finished_run_is_never_started_again_here():
         raise AssertionError("started twice")
 
     assert not runs.start("u4", run())
+
+
+async def test_a_cancel_before_the_run_reaches_its_call_stops_it_there():
+    """A run started but not yet at its call (its task not scheduled yet) never makes the
+    call: a cancel that came first ends it cancelled when it gets there."""
+    runs, outcome, called = Runs(), [], []
+
+    async def call() -> None:
+        called.append(True)
+
+    async def run() -> None:
+        try:
+            await runs.interruptible("u5", call())
+        except RunCancelled:
+            outcome.append("cancelled")
+
+    assert runs.start("u5", run())
+    assert runs.cancel("u5")  # before the task ran at all
+    await asyncio.sleep(0.01)
+    assert (outcome, called) == (["cancelled"], [])

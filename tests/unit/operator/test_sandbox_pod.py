@@ -12,6 +12,8 @@ from tether.api.common import SandboxEnvironment, Source
 from tether.operator.sandbox_pod import (
     Placement,
     child_name,
+    files_network_policy,
+    files_pod,
     run_token_secret,
     sandbox_network_policy,
     sandbox_pod,
@@ -328,3 +330,27 @@ def test_an_environments_sources_are_seeds_and_repositories_are_cloned():
     for bad in ("http://github.com/a/b", "https://user:pw@github.com/a/b", "ssh://git@x/y"):
         with pytest.raises(AgentConfigError, match="must be an https:// URL"):
             workspace_files(run(sources=[{"type": "repository", "source": bad}]))
+
+
+def test_an_environments_files_pod_serves_its_volume_to_the_gateway_alone():
+    env = {"metadata": {"name": "env-1", "namespace": "tenant-a", "uid": "u-1"}}
+    place = replace(PLACE, runtime_class_name="gvisor")
+    pod = files_pod(env, place, "secret-token")
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    assert pod["metadata"]["name"] == "files-env-1"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "workspace-env-1"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "TETHER_FILES_TOKEN", "value": "secret-token"} in container["env"]
+    assert "limits" in container["resources"]
+    policy = files_network_policy(env, place)["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"tether.dev/files": "env-1"}}
+    assert policy["egress"] == []
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8090}]
+    assert rule["from"][0]["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/name": "tether-gateway"}
+    }
