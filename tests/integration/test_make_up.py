@@ -523,6 +523,13 @@ def test_an_environment_keeps_its_files_between_runs_under_gvisor(up):
     volume = up.kubectl("get", "pvc", f"workspace-{env.id}", "-n", namespace, "-o", "json")
     claim = json.loads(volume)
     assert claim["status"]["phase"] == "Bound"
+    # Its files through the API: the gateway's pod reaches the environment's files pod, which
+    # its NetworkPolicy lets the gateway alone reach.
+    files = up.sdk.environments.files
+    assert files.download(environment=env.id, path="notes.md") == b"# notes\nrun\nrun\n"
+    files.upload(environment=env.id, path="from-the-api.txt", file=b"uploaded")
+    listed = {f.path for f in files.list(environment=env.id, path="").files}
+    assert {"notes.md", "from-the-api.txt"} <= listed
     up.environment_id = env.id
 
 
