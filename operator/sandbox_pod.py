@@ -184,17 +184,7 @@ def files_pod(environment: dict[str, Any], place: Placement, token: str) -> dict
     env_id = environment["metadata"]["name"]
     name = files_pod_name(env_id)
     spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 5,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SANDBOX_UID,
-            "runAsGroup": SANDBOX_UID,
-            "fsGroup": SANDBOX_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        **_locked_down_pod(),
         "volumes": [
             {"name": "workspace", "persistentVolumeClaim": {"claimName": volume_name(env_id)}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -251,6 +241,24 @@ def files_network_policy(environment: dict[str, Any], place: Placement) -> dict[
     }
 
 
+def _locked_down_pod() -> dict[str, Any]:
+    """What every pod running untrusted code or files has: no service-account token, no
+    Service links, uid 1000 (the workspace's owner), the RuntimeDefault seccomp profile."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 5,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SANDBOX_UID,
+            "runAsGroup": SANDBOX_UID,
+            "fsGroup": SANDBOX_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
 def _locked_down() -> dict[str, Any]:
     """The container half of Pod Security "restricted", plus a read-only root filesystem."""
     return {
@@ -277,18 +285,8 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     runtime_class = sandbox_policy.runtime_class(env, policy)
     workspace_resources = sandbox_policy.resources(env.resources, policy)
     spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
+        **_locked_down_pod(),
         "activeDeadlineSeconds": run.timeout_seconds,
-        "terminationGracePeriodSeconds": 5,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SANDBOX_UID,
-            "runAsGroup": SANDBOX_UID,
-            "fsGroup": SANDBOX_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
         "volumes": [
             _workspace_volume(run),
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},

@@ -55,14 +55,21 @@ def test_the_images_leave_the_dev_wing_out():
 
 
 def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp():
-    """It runs in its own image: of the platform's code it knows only the typed contract."""
+    """It runs in its own image: of the platform's code it knows only the typed contract (and
+    its own modules)."""
     for path in ROOT.glob("sandbox/*.py"):
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")) and "__future__" not in line:
                 module = line.split()[1]
-                allowed = module.split(".")[0] in sys.stdlib_module_names or module in (
-                    "aiohttp",
-                    "tether.api.internal",
+                own = module.startswith((".", "tether.sandbox."))
+                allowed = (
+                    own
+                    or module.split(".")[0] in sys.stdlib_module_names
+                    or module
+                    in (
+                        "aiohttp",
+                        "tether.api.internal",
+                    )
                 )
                 assert allowed, (path, line)
 
