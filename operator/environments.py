@@ -92,27 +92,24 @@ async def _expire(ctx: Context, environment: dict[str, Any]) -> bool:
         if error.status in (404, 409):  # gone, or just claimed by a run
             return False
         raise
-    await delete_files_pod(ctx, namespace, name)
     await delete_volume(ctx, namespace, name)
     log.info("environment %s/%s expired after going unused", namespace, name)
     return True
 
 
-async def delete_files_pod(ctx: Context, namespace: str, name: str) -> None:
-    """The environment's files pod: while it runs, the volume it mounts cannot go."""
-    try:
-        await ctx.kube.core.delete_namespaced_pod(files_pod_name(name), namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
 async def delete_volume(ctx: Context, namespace: str, name: str) -> None:
-    try:
-        await ctx.kube.core.delete_namespaced_persistent_volume_claim(volume_name(name), namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    """The environment's files pod first (while it runs, the volume it mounts cannot go), then
+    its volume; either gone already is fine."""
+    core = ctx.kube.core
+    for delete in (
+        lambda: core.delete_namespaced_pod(files_pod_name(name), namespace),
+        lambda: core.delete_namespaced_persistent_volume_claim(volume_name(name), namespace),
+    ):
+        try:
+            await delete()
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
 
 async def sweep_expired_volumes(ctx: Context) -> None:
@@ -121,7 +118,6 @@ async def sweep_expired_volumes(ctx: Context) -> None:
     for environment in found["items"]:
         if (environment.get("status") or {}).get("phase") == "expired":
             meta = environment["metadata"]
-            await delete_files_pod(ctx, meta["namespace"], meta["name"])
             await delete_volume(ctx, meta["namespace"], meta["name"])
 
 

@@ -42,6 +42,18 @@ def results(done) -> list[str]:
     return found
 
 
+def run_in(model: str, environment, **extra) -> dict:
+    """The body of an agent interaction on `model` in `environment`."""
+    config = {"type": "dynamic", "model": model}
+    return {
+        "agent": "eva",
+        "input": "go",
+        "agent_config": config,
+        "environment": environment,
+        **extra,
+    }
+
+
 def http(stack, api_key: str) -> httpx.Client:
     return httpx.Client(
         base_url=f"{stack.url}/v1beta", headers={"x-goog-api-key": api_key}, timeout=30
@@ -112,13 +124,7 @@ def test_one_run_at_a_time_in_an_environment(stack, client, api_key, script):
     with http(stack, api_key) as api:
         second = api.post(
             "/interactions",
-            json={
-                "agent": "eva",
-                "input": "go",
-                "agent_config": {"type": "dynamic", "model": slow},
-                "environment": env.id,
-                "background": True,
-            },
+            json=run_in(slow, env.id, background=True),
         )
         assert second.status_code == 409, second.text
         error = second.json()["error"]
@@ -168,12 +174,7 @@ def test_an_unused_environment_expires_and_its_volume_goes(stack, client, api_ke
     with http(stack, api_key) as api:
         refused = api.post(
             "/interactions",
-            json={
-                "agent": "eva",
-                "input": "go",
-                "agent_config": {"type": "dynamic", "model": model},
-                "environment": env.id,
-            },
+            json=run_in(model, env.id),
         )
     assert refused.status_code == 409, refused.text
     assert "expired" in refused.json()["error"]["message"]
@@ -195,12 +196,7 @@ def test_a_run_in_an_environment_that_is_not_there_is_refused(
         before = len(api.get("/interactions").json()["interactions"])
         refused = api.post(
             "/interactions",
-            json={
-                "agent": "eva",
-                "input": "go",
-                "agent_config": {"type": "dynamic", "model": model},
-                "environment": environment,
-            },
+            json=run_in(model, environment),
         )
         assert refused.status_code in (400, 404), refused.text
         assert expected in refused.json()["error"]["message"]
@@ -293,13 +289,7 @@ def test_of_many_runs_started_at_once_in_one_environment_exactly_one_is_created(
 ):
     env = client.environments.create()
     model = script("env-race", [call("run_code", language="bash", code="sleep 3"), {"text": "ok"}])
-    body = {
-        "agent": "eva",
-        "input": "go",
-        "agent_config": {"type": "dynamic", "model": model},
-        "environment": env.id,
-        "background": True,
-    }
+    body = run_in(model, env.id, background=True)
     with http(stack, api_key) as api:
         before = {
             i["id"]
