@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One build, three images: `make images` (or docker build --target operator|gateway|sandbox).
+# One build, four images: `make images` (or docker build --target operator|gateway|sandbox|egress).
 
 FROM python:3.11-slim AS app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -13,6 +13,7 @@ COPY tether tether
 COPY operator operator
 COPY gateway gateway
 COPY sandbox sandbox
+COPY egress egress
 # tether.dev (the local stack, its control plane and node, the demo, fake vendors) is for
 # development only: no image carries it.
 RUN pip install --prefix=/install --no-deps . \
@@ -31,6 +32,26 @@ CMD ["python", "-m", "tether.operator"]
 FROM service AS gateway
 EXPOSE 8080
 CMD ["python", "-m", "tether.gateway"]
+
+# The egress proxy: mitmproxy, whose pins clash with the vendor SDKs', in an install of its own
+# with the few platform modules it imports (egress/requirements.txt).
+FROM python:3.11-slim AS egress-install
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY egress/requirements.txt ./
+RUN pip install --prefix=/install -r requirements.txt
+COPY --from=app /src /src
+RUN pip install --prefix=/install --no-deps . \
+ && rm -rf /install/lib/python3.11/site-packages/tether/dev
+
+FROM python:3.11-slim AS egress
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=egress-install /install /usr/local
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin tether
+USER 10001
+WORKDIR /tmp
+EXPOSE 3128
+CMD ["python", "-m", "tether.egress"]
 
 # The sandbox: where agents run code. Common data tools, git (repository sources), and
 # Chromium for the browser tools to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.

@@ -4,18 +4,28 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+EGRESS_VENV := .venv-egress
+EGRESS_STAMP := $(EGRESS_VENV)/.installed-$(shell cat pyproject.toml egress/requirements.txt | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
 .PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo bench bench-sandbox images kind-up kind-deploy kind-e2e
 
-venv: $(STAMP)
+## The platform's environment (.venv), and the egress proxy's (.venv-egress: mitmproxy's pins
+## clash with the vendor SDKs', see egress/requirements.txt).
+venv: $(STAMP) $(EGRESS_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@
+
+$(EGRESS_STAMP): pyproject.toml egress/requirements.txt
+	@test -x $(EGRESS_VENV)/bin/python || $(PYTHON) -m venv $(EGRESS_VENV)
+	$(EGRESS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r egress/requirements.txt
+	$(EGRESS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@rm -f $(EGRESS_VENV)/.installed-* && touch $@
 
 ## Build (once, cached by version under ~/.cache/tether) etcd, kube-apiserver,
 ## kube-controller-manager, kubectl and helm.

@@ -6,6 +6,7 @@
         /healthz, /metrics, /openapi.json: for anyone
     internal port (TETHER_INTERNAL_PORT), create_internal_app():
         /internal/v1/…     internal.internal_api(): a run token names the run
+        /internal/egress/… egress.egress_api(): the egress proxy reports refusals
         /healthz
 
 Each API is a sub-application with its own gate, and each port serves one API only: a
@@ -32,7 +33,16 @@ from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
 
-from . import agents, environment_files, environments, files, interactions, internal
+from . import (
+    agents,
+    credentials,
+    egress,
+    environment_files,
+    environments,
+    files,
+    interactions,
+    internal,
+)
 from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
 from .metrics import metrics_endpoint, metrics_middleware
@@ -86,6 +96,7 @@ def public_api() -> web.Application:
     files.add_routes(api)
     agents.add_routes(api)
     environments.add_routes(api)
+    credentials.add_routes(api)
     environment_files.add_routes(api)
     return api
 
@@ -141,5 +152,6 @@ def create_internal_app(public: web.Application) -> web.Application:
 
         app.on_startup.append(share)
     app.add_subapp("/internal/v1", internal.internal_api())
+    app.add_subapp("/internal/egress", egress.egress_api())
     app.router.add_get("/healthz", healthz)
     return app

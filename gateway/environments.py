@@ -20,8 +20,8 @@ from tether.api.environment import (
     EnvironmentSpec,
     EnvironmentStatus,
 )
-from tether.sandbox import workspace
 
+from . import credentials
 from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import page_size, read_json
@@ -95,8 +95,7 @@ def create_problems(
 
 def source_problems(body: CreateEnvironmentRequest):
     """What is wrong with the sources a run would write into the workspace."""
-    network = body.network
-    reach = "disabled" if network in (None, "disabled") else network.domains()
+    network = body.network if body.network not in (None, "disabled") else None
     for i, source in enumerate(body.sources or []):
         where, kind = f"sources[{i}]", source.type or "inline"
         if kind not in SOURCE_TYPES:
@@ -113,7 +112,10 @@ def source_problems(body: CreateEnvironmentRequest):
             except agents.AgentConfigError as error:
                 yield f"{where}.source: {error.message}"
                 continue
-            if not workspace.allowed(url, reach):
+            if (
+                network is None
+                or network.entry_for(urllib.parse.urlsplit(url).hostname or "") is None
+            ):
                 yield (
                     f"{where}.source: {urllib.parse.urlsplit(url).hostname!r} is not on the "
                     "environment's network allowlist; runs clone it through that network"
@@ -145,7 +147,10 @@ async def create(request: web.Request) -> web.Response:
     state, namespace = request.config_dict[STATE], request[TENANT]
     body = CreateEnvironmentRequest.from_wire(await read_json(request))
     policy = sandbox_policy.SandboxPolicy.from_settings(state.settings)
-    if problems := create_problems(body, policy, state.settings.environment_max_storage):
+    problems = create_problems(body, policy, state.settings.environment_max_storage)
+    sandbox = SandboxEnvironment(network=body.network)
+    problems += await credentials.reference_problems(state, namespace, sandbox, "")
+    if problems:
         raise ApiError(400, "; ".join(problems))
     id_ = f"env-{secrets.token_hex(6)}"
     resource = environment_resource(namespace, id_, body.spec())

@@ -49,14 +49,24 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def describe_validation(error: ValidationError) -> str:
-    """Pydantic's errors as one line per field, e.g. `input[0].type: unknown step type`."""
+    """Pydantic's errors as one line per field, e.g. `input[0].type: unknown step type`. Of a
+    union's alternatives, only those that got furthest speak: a malformed allowlist entry is
+    named, not every other shape `network` could have had."""
+    items = error.errors()
+    furthest: dict[tuple, int] = {}
+    for item in items:
+        if (branch := _branch(item["loc"])) is not None:
+            furthest[branch] = max(furthest.get(branch, 0), len(item["loc"]))
     parts = []
-    for item in error.errors():
+    for item in items:
+        branch = _branch(item["loc"])
+        if branch is not None and len(item["loc"]) < furthest[branch]:
+            continue
         path = ""
         for loc in item["loc"]:
             if isinstance(loc, int):
                 path += f"[{loc}]"
-            elif loc not in _UNION_TAGS:
+            elif not _is_tag(loc):
                 path += f".{loc}" if path else str(loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
@@ -65,7 +75,22 @@ def describe_validation(error: ValidationError) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
-_UNION_TAGS = {"text", "content", "list", "step"}
+_UNION_TAGS = {"text", "content", "list", "step", "str", "int", "float", "bool", "dict"}
+
+
+def _is_tag(loc: str | int) -> bool:
+    """Whether a location is the name of a union's alternative, not a field."""
+    return isinstance(loc, str) and (
+        loc in _UNION_TAGS or "[" in loc or "'" in loc or loc[:1].isupper()
+    )
+
+
+def _branch(loc: tuple) -> tuple | None:
+    """Where the first union in `loc` is (the path up to it), or None when there is none."""
+    for i, part in enumerate(loc):
+        if _is_tag(part):
+            return tuple(loc[:i])
+    return None
 
 
 @web.middleware

@@ -32,7 +32,7 @@ from tether.providers.capabilities import MEDIA_TYPES, media_refusals, refusals
 from tether.store.erase import erase
 from tether.store.events import InvalidEventId, check_event_id, was_unstored
 
-from . import idempotency
+from . import credentials, idempotency
 from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import page_size, query_flag, read_json
@@ -295,6 +295,11 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
             sandbox_policy.check_environment(spec.environment, policy)
         except sandbox_policy.SandboxPolicyError as error:
             raise ApiError(400, str(error)) from error
+        named = await credentials.reference_problems(
+            state, namespace, spec.environment, "environment"
+        )
+        if named:
+            raise ApiError(400, "; ".join(named))
 
 
 async def _agent_media_refusals(state: State, namespace: str, spec: InteractionSpec) -> list[str]:

@@ -81,10 +81,22 @@ async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[
 
 
 async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
+    await emit(state, claims.namespace, claims.name, event_type, **fields)
+
+
+async def emit(state: State, namespace: str, name: str, event_type: str, **fields: Any) -> None:
     event = {"event_type": event_type, **fields}
-    if await state.events.append(claims.namespace, claims.name, event) is None:
+    if await state.events.append(namespace, name, event) is None:
         # The run ended while this call was under way: its log takes nothing more.
-        raise ApiError(409, f"interaction {claims.name!r} has already ended", "ended")
+        raise ApiError(409, f"interaction {name!r} has already ended", "ended")
+
+
+async def record_step(state: State, namespace: str, name: str, step: dict[str, Any]) -> int:
+    """A step into the run's timeline, announced to its streams as it happens."""
+    index = await state.run_store.append_step(namespace, name, step)
+    await emit(state, namespace, name, "step.start", index=index, step=step)
+    await emit(state, namespace, name, "step.stop", index=index)
+    return index
 
 
 async def generate(request: web.Request) -> web.Response:
@@ -157,9 +169,7 @@ async def add_step(request: web.Request) -> web.Response:
     """A step of the run's timeline (a tool call or its result), announced as it happens."""
     state, claims, _ = await _run(request)
     step = Step.from_wire((await read_json(request)).get("step")).to_wire()
-    index = await state.run_store.append_step(claims.namespace, claims.name, step)
-    await _emit(state, claims, "step.start", index=index, step=step)
-    await _emit(state, claims, "step.stop", index=index)
+    index = await record_step(state, claims.namespace, claims.name, step)
     return web.json_response({"index": index})
 
 

@@ -15,6 +15,12 @@ from pydantic.json_schema import models_json_schema
 
 from tether.api.agent import AgentList, AgentObject
 from tether.api.base import ApiModel
+from tether.api.credential import (
+    CreateCredentialRequest,
+    CredentialList,
+    CredentialObject,
+    UpdateCredentialRequest,
+)
 from tether.api.environment import CreateEnvironmentRequest, EnvironmentList, EnvironmentObject
 from tether.api.interaction import (
     INTERACTION_ID,
@@ -219,6 +225,13 @@ _ENVIRONMENT_PARAM = {
     "description": "An environment's id, as returned by create",
     "schema": {"type": "string", "minLength": 1},
 }
+_CREDENTIAL_PARAM = {
+    "name": "credential",
+    "in": "path",
+    "required": True,
+    "description": "A credential's id, as given at create",
+    "schema": {"type": "string", "minLength": 1},
+}
 _FILE_PATH = {
     "name": "path",
     "in": "path",
@@ -336,6 +349,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         "schema": {"type": "string", "minLength": 1},
     }
     environment_param = _ENVIRONMENT_PARAM
+    credential_param = _CREDENTIAL_PARAM
     return {
         "/interactions": {
             "post": {
@@ -554,6 +568,67 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             },
         },
+        "/credentials": {
+            "get": {
+                "summary": "List the tenant's credentials (never their secret values)",
+                "parameters": PAGING,
+                "responses": {"200": _json(_ref("CredentialList")), **_errors(*_COMMON_ERRORS)},
+            },
+            "post": {
+                "summary": "Store a credential, sealed by the egress proxy, for runs' requests",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateCredentialRequest"),
+                            "example": {"id": "GITHUB_TOKEN", "type": "bearer_token", "token": "…"},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("CredentialObject"), "The credential"),
+                    **_errors(*_COMMON_ERRORS, "409", "413", "415", "503"),
+                },
+            },
+        },
+        "/credentials/{credential}": {
+            "get": {
+                "summary": "Get one of the tenant's credentials (never its secret values)",
+                "parameters": [credential_param],
+                "responses": {
+                    "200": _json(_ref("CredentialObject"), "The credential"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+            "patch": {
+                "summary": "Change a credential; its type stays",
+                "parameters": [
+                    credential_param,
+                    {
+                        "name": "update_mask",
+                        "in": "query",
+                        "description": "Comma-separated fields to change; those given otherwise",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("UpdateCredentialRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("CredentialObject"), "The credential"),
+                    **_errors(*_COMMON_ERRORS, "413", "415", "503"),
+                },
+            },
+            "delete": {
+                "summary": "Delete a credential",
+                "parameters": [credential_param],
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+        },
         "/environments/{environment}/files": {"get": _list_files([environment_param])},
         "/environments/{environment}/files/{path}": {
             "get": _list_files([environment_param, _FILE_PATH], download=True)
@@ -608,6 +683,10 @@ def openapi_document() -> dict[str, Any]:
             (EnvironmentObject, "serialization"),
             (EnvironmentList, "serialization"),
             (FileList, "serialization"),
+            (CreateCredentialRequest, "validation"),
+            (UpdateCredentialRequest, "validation"),
+            (CredentialObject, "serialization"),
+            (CredentialList, "serialization"),
             (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),
         ],

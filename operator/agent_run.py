@@ -10,6 +10,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import agents, environment_claims, run_tokens
+from tether.api.credential import StoredCredential, placeholder, secret_name
 from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.internal import RunInput
@@ -81,7 +82,8 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
     )
     core = ctx.kube.core
     networking = client.NetworkingV1Api(ctx.kube.api)
-    pod = sandbox_pod(obj, run, place)
+    variables = await _credential_variables(ctx, namespace, run)
+    pod = sandbox_pod(obj, run, place, variables)
     secret = run_token_secret(obj, token, loop_input.model_dump(mode="json"))
     policy = sandbox_network_policy(obj, run, place)
     await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
@@ -102,6 +104,37 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         emit = ctx.events.emitter(namespace, name)
         await emit("interaction.created", interaction=interaction_view(marked, include_input=False))
         await emit("interaction.status_update", interaction_id=name, status="in_progress")
+
+
+async def _credential_variables(
+    ctx: Context, namespace: str, run: agents.AgentRun
+) -> dict[str, str]:
+    """For each environment-variable credential the allowlist names, the variable the run sees:
+    a placeholder, which the egress proxy replaces with the value on its way out."""
+    network = run.environment.network
+    if network in (None, "disabled") or network.allowlist == "disabled":
+        return {}
+    variables = {}
+    for entry in network.allowlist:
+        if entry.credential is None:
+            continue
+        try:
+            secret = await through_outages(
+                lambda e=entry: ctx.kube.core.read_namespaced_secret(
+                    secret_name(e.credential), namespace
+                ),
+                f"credential {entry.credential} of {namespace}",
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise RunError(
+                "credential_not_found", f"credential {entry.credential!r} not found"
+            ) from error
+        found = StoredCredential.from_secret(ctx.kube.api.sanitize_for_serialization(secret))
+        if found.type == "environment_variable":
+            variables[found.id] = placeholder(found.id)
+    return variables
 
 
 async def _claim_workspace(

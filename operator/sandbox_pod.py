@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import ipaddress
 import json
 import urllib.parse
 from dataclasses import dataclass
@@ -19,10 +18,9 @@ from tether.agents import AgentRun
 from tether.api import API_VERSION
 from tether.api.common import SandboxEnvironment
 from tether.api.interaction import ACCEPTED_ANNOTATION
+from tether.api.internal import EGRESS_ANNOTATION, INTERACTION_LABEL, SANDBOX_LABEL
 from tether.sandbox_policy import DEFAULT_MAX_LIMITS, SandboxPolicy
 
-SANDBOX_LABEL = "tether.dev/sandbox"
-INTERACTION_LABEL = "tether.dev/interaction"
 ENVIRONMENT_LABEL = "tether.dev/environment"
 FILES_LABEL = "tether.dev/files"
 FILES_PORT = 8090
@@ -44,10 +42,13 @@ class Placement:
 
     image: str
     gateway_url: str
-    gateway_namespace: str = "tether-system"
+    system_namespace: str = "tether-system"
     gateway_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-gateway"),)
     gateway_port: int = 8081
     """The gateway's internal port: the only one of it a sandbox reaches."""
+    egress_proxy_url: str = "http://tether-egress.tether-system:3128"
+    """The egress proxy: a sandbox's only way out besides DNS and the gateway."""
+    egress_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-egress"),)
     runtime_class_name: str | None = None
     """The platform's RuntimeClass: when set, every sandbox runs under it."""
     allowed_images: tuple[str, ...] = ()
@@ -55,8 +56,8 @@ class Placement:
     max_limits: tuple[tuple[str, str], ...] = tuple(DEFAULT_MAX_LIMITS.items())
     """The most an environment may give the workspace container, per resource."""
     named_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """Host names whose addresses the platform knows (name, CIDRs): an allowlist naming one
-    opens them in the NetworkPolicy."""
+    """Where the gateway or the egress proxy run outside the cluster (name, CIDRs), as the
+    local test stack runs them."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> Placement:
@@ -64,8 +65,9 @@ class Placement:
         return cls(
             image=policy.image,
             gateway_url=settings.gateway_url,
-            gateway_namespace=settings.system_namespace,
+            system_namespace=settings.system_namespace,
             gateway_port=urllib.parse.urlsplit(settings.gateway_url).port or 80,
+            egress_proxy_url=settings.egress_proxy_url,
             runtime_class_name=policy.runtime_class_name,
             allowed_images=policy.allowed_images,
             max_limits=tuple(policy.max_limits.items()),
@@ -269,10 +271,16 @@ def _locked_down() -> dict[str, Any]:
     }
 
 
-def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) -> dict[str, Any]:
+def sandbox_pod(
+    interaction: dict[str, Any],
+    run: AgentRun,
+    place: Placement,
+    credential_variables: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Two containers sharing /workspace: `agent` (the loop, holds the run token) and the
     `workspace` sidecar (runs untrusted code; no token, no service-account token, no provider
-    key, no secret). The pod ends when the agent does.
+    key, no secret: an environment-variable credential is a placeholder there, which the
+    egress proxy replaces on the way out). The pod ends when the agent does.
 
     Raises SandboxPolicyError for an environment outside the platform's policy: such a pod is
     never built."""
@@ -302,9 +310,9 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
                 "env": [
                     {"name": "TETHER_WORKSPACE_PORT", "value": str(port)},
                     {"name": "TETHER_RUN", "value": meta["uid"]},
-                    {"name": "TETHER_NETWORK", "value": json.dumps(_network(env.network))},
                     {"name": "HOME", "value": WORKSPACE},
-                    *_plain_env(env),
+                    *_proxy_env(place),
+                    *_plain_env(env, credential_variables or {}),
                 ],
                 "workingDir": WORKSPACE,
                 "volumeMounts": [
@@ -343,8 +351,9 @@ def sandbox_pod(interaction: dict[str, Any], run: AgentRun, place: Placement) ->
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
     metadata = _metadata(interaction)
+    metadata["annotations"] = {EGRESS_ANNOTATION: egress_rules(env)}
     if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
-        metadata["annotations"] = {ACCEPTED_ANNOTATION: accepted}  # for start-latency metrics
+        metadata["annotations"][ACCEPTED_ANNOTATION] = accepted  # for start-latency metrics
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
@@ -356,30 +365,43 @@ def _workspace_volume(run: AgentRun) -> dict[str, Any]:
     return {"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}}
 
 
-def _plain_env(env: SandboxEnvironment) -> list[dict[str, str]]:
+def _plain_env(env: SandboxEnvironment, credentials: dict[str, str]) -> list[dict[str, str]]:
     """The environment's variables as literal values, the only kind the workspace gets: the
-    builder has no way to write a secretKeyRef or envFrom, and refuses a Secret reference."""
+    builder has no way to write a secretKeyRef or envFrom, and refuses a Secret reference. A
+    credential's placeholder takes the place of a variable of the same name."""
     sandbox_policy.refuse_secrets(env)
-    return [{"name": key, "value": value} for key, value in sorted((env.env or {}).items())]
+    values = {**(env.env or {}), **credentials}
+    return [{"name": key, "value": value} for key, value in sorted(values.items())]
 
 
-def _network(network) -> str | dict[str, list[str]]:
-    if network is None or network == "disabled":
-        return "disabled"
-    return {"allowlist": network.domains()}
+def egress_rules(env: SandboxEnvironment) -> str:
+    """The allowlist the egress proxy enforces for this pod, as JSON ("disabled" for none)."""
+    network = env.network
+    if network is None or network == "disabled" or network.allowlist == "disabled":
+        return json.dumps("disabled")
+    return network.model_dump_json(include={"allowlist"})
+
+
+def _proxy_env(place: Placement) -> list[dict[str, str]]:
+    """The standard proxy variables, in both spellings tools read; the pod's loopback (the
+    agent's calls to the workspace) stays direct. A tool that ignores them gets nowhere else:
+    the NetworkPolicy lets the pod reach only the proxy."""
+    url = place.egress_proxy_url
+    names = {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": "localhost,127.0.0.1"}
+    pairs = [(key, value) for name, value in names.items() for key in (name, name.lower())]
+    return [{"name": key, "value": value} for key, value in pairs]
 
 
 def sandbox_network_policy(
     interaction: dict[str, Any], run: AgentRun, place: Placement
 ) -> dict[str, Any]:
-    """Deny everything in; out, only DNS, the gateway, and the agent's allowlist.
+    """Deny everything in; out, only DNS, the gateway and the egress proxy.
 
-    NetworkPolicy matches addresses, not names: allowlist entries that are IPs or CIDRs, and
-    the platform's named hosts, are enforced here; other host names are enforced by the
-    workspace's fetch tool (a CNI with FQDN policies, such as Cilium, can enforce them in the
-    network too).
-    """
+    A NetworkPolicy matches addresses, not names: the proxy is where host names are enforced
+    (the pod's allowlist, by HTTP Host, CONNECT target and TLS SNI), so every other address is
+    closed here, whatever the allowlist says."""
     name = child_name(interaction["metadata"]["uid"])
+    proxy = urllib.parse.urlsplit(place.egress_proxy_url)
     egress: list[dict[str, Any]] = [
         {
             "to": [
@@ -388,11 +410,11 @@ def sandbox_network_policy(
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
         },
         {"to": _gateway(place), "ports": [{"protocol": "TCP", "port": place.gateway_port}]},
+        {
+            "to": _service(place, place.egress_proxy_url, place.egress_labels),
+            "ports": [{"protocol": "TCP", "port": proxy.port or 80}],
+        },
     ]
-    network = run.environment.network
-    blocks = [] if network in (None, "disabled") else _cidrs(network.domains(), place.named_hosts)
-    if blocks:
-        egress.append({"to": [{"ipBlock": {"cidr": cidr}} for cidr in blocks]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -407,33 +429,23 @@ def sandbox_network_policy(
 
 
 def _gateway(place: Placement) -> list[dict[str, Any]]:
-    """The gateway's pods; or, when the gateway URL names one of the platform's named hosts (a
-    gateway outside the cluster, as the test stack runs it), that host's addresses."""
-    host = urllib.parse.urlsplit(place.gateway_url).hostname
+    return _service(place, place.gateway_url, place.gateway_labels)
+
+
+def _service(
+    place: Placement, url: str, labels: tuple[tuple[str, str], ...]
+) -> list[dict[str, Any]]:
+    """The pods of one of the platform's services in its namespace; or, when its URL names one
+    of the platform's named hosts (a service outside the cluster, as the test stack runs it),
+    that host's addresses."""
+    host = urllib.parse.urlsplit(url).hostname
     if cidrs := dict(place.named_hosts).get(host or ""):
         return [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
     return [
         {
             "namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": place.gateway_namespace}
+                "matchLabels": {"kubernetes.io/metadata.name": place.system_namespace}
             },
-            "podSelector": {"matchLabels": dict(place.gateway_labels)},
+            "podSelector": {"matchLabels": dict(labels)},
         }
     ]
-
-
-def _cidrs(entries: list[str], named_hosts: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:
-    known = dict(named_hosts)
-    found = []
-    for entry in entries:
-        if entry == "*":
-            found.append("0.0.0.0/0")
-            continue
-        if entry in known:
-            found.extend(known[entry])
-            continue
-        try:
-            found.append(str(ipaddress.ip_network(entry, strict=False)))
-        except ValueError:
-            continue  # a host name: enforced by the fetch tool, not expressible here
-    return found

@@ -1,5 +1,6 @@
 """The workspace container's tool server: the agent's hands. It runs untrusted code and holds no
-credential of any kind; it listens on the pod's loopback only.
+credential of any kind; it listens on the pod's loopback only. Everything it fetches goes out
+through the egress proxy (HTTP_PROXY, HTTPS_PROXY), which enforces the run's allowlist.
 
 `python -m tether.sandbox.workspace` serves POST /tools/{run_code,read_file,write_file,
 list_files,fetch_url,clone_repository} with JSON bodies, answering {"ok": true, ...} or
@@ -11,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
-import json
 import os
 import signal
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+
+from tether.api.internal import EGRESS_BLOCKED_HEADER, EGRESS_CA_URL
 
 WORKSPACE = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
 OUTPUT_LIMIT = 16 * 1024
@@ -44,31 +48,6 @@ def resolve(root: Path, path: str) -> Path:
     if target != root.resolve() and root.resolve() not in target.parents:
         raise ToolError(f"{path!r} is outside the workspace")
     return target
-
-
-def network_policy() -> str | list[str]:
-    """ "disabled", or the allowlist of hosts and CIDRs (TETHER_NETWORK, JSON)."""
-    raw = os.environ.get("TETHER_NETWORK", '"disabled"')
-    value = json.loads(raw)
-    return value if value == "disabled" else list(value.get("allowlist", []))
-
-
-def allowed(url: str, policy: str | list[str]) -> bool:
-    host = urlsplit(url).hostname or ""
-    if policy == "disabled":
-        return False
-    for entry in policy:
-        if entry == "*":
-            return True
-        try:
-            if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            if entry.startswith("*.") and host.endswith(entry[1:]):
-                return True
-            if host == entry:
-                return True
-    return False
 
 
 def _clip(data: bytes, limit: int = OUTPUT_LIMIT) -> str:
@@ -145,14 +124,12 @@ def list_files(root: Path, path: str = ".") -> dict:
 
 
 async def clone_repository(
-    root: Path, url: str, path: str, policy, if_absent: bool = False, timeout: float = CLONE_TIMEOUT
+    root: Path, url: str, path: str, if_absent: bool = False, timeout: float = CLONE_TIMEOUT
 ) -> dict:
     """A shallow git clone over https only (no other transport, not even for submodules),
-    from a host the allowlist names, into an empty place in the workspace."""
+    through the egress proxy, into an empty place in the workspace."""
     if urlsplit(url).scheme != "https":
         raise ToolError(f"repositories are cloned over https only, not {url!r}")
-    if not allowed(url, policy):
-        raise ToolError(f"{url!r} is not on this run's network allowlist")
     target = resolve(root, path)
     where = str(target.relative_to(root.resolve()))
     if target.exists() or target.is_symlink():
@@ -182,19 +159,22 @@ async def clone_repository(
 
 
 async def fetch_url(
-    session: aiohttp.ClientSession, url: str, policy, root: Path, save_as: str | None = None
+    session: aiohttp.ClientSession, url: str, root: Path, save_as: str | None = None
 ) -> dict:
     if urlsplit(url).scheme not in ("http", "https"):
         raise ToolError(f"only http and https URLs can be fetched, not {url!r}")
-    if not allowed(url, policy):
-        raise ToolError(f"{url!r} is not on this agent's network allowlist")
-    async with session.get(url, allow_redirects=False) as response:
-        body = await response.content.read(FETCH_LIMIT + 1)
-        result = {
-            "status": response.status,
-            "content_type": response.headers.get("Content-Type", ""),
-            "text": _clip(body, FETCH_LIMIT),
-        }
+    try:
+        async with session.get(url, allow_redirects=False) as response:
+            body = await response.content.read(FETCH_LIMIT + 1)
+            result = {
+                "status": response.status,
+                "content_type": response.headers.get("Content-Type", ""),
+                "text": _clip(body, FETCH_LIMIT),
+            }
+    except aiohttp.ClientHttpProxyError as error:  # an https URL the proxy refused
+        raise ToolError(f"{url!r}: {error.status} {error.message}") from None
+    if result["status"] == 403 and response.headers.get(EGRESS_BLOCKED_HEADER):
+        raise ToolError(f"{url!r}: 403 {response.reason}")  # an http URL the proxy refused
     if save_as:
         target = resolve(root, save_as)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -206,12 +186,9 @@ async def fetch_url(
 RUN_HEADER = "X-Tether-Run"
 
 
-def create_app(
-    root: Path = WORKSPACE, policy: str | list[str] | None = None, run: str | None = None
-) -> web.Application:
+def create_app(root: Path = WORKSPACE, run: str | None = None) -> web.Application:
     """`run` is the uid of the run this workspace serves: a caller naming another run (another
     run's agent that reached this port) is refused, so no run ever uses another's sandbox."""
-    policy = network_policy() if policy is None else policy
     run = os.environ.get("TETHER_RUN", "") if run is None else run
 
     async def healthz(_: web.Request) -> web.Response:
@@ -250,12 +227,11 @@ def create_app(
                         root,
                         args.get("url", ""),
                         args.get("path", ""),
-                        policy,
                         bool(args.get("if_absent", False)),
                     )
                 case "fetch_url":
                     result = await fetch_url(
-                        request.app[SESSION], args.get("url", ""), policy, root, args.get("save_as")
+                        request.app[SESSION], args.get("url", ""), root, args.get("save_as")
                     )
                 case _:
                     raise ToolError(f"no tool {name!r}")
@@ -265,7 +241,7 @@ def create_app(
 
     async def session(app: web.Application):
         timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(timeout=timeout) as client:
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as client:
             app[SESSION] = client
             yield
 
@@ -276,6 +252,40 @@ def create_app(
     return app
 
 
+SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
+
+
+def trust_the_run_authority(folder: Path, attempts: int = 40) -> Path | None:
+    """Ask the egress proxy for this run's certificate authority (it opens the TLS of the
+    connections it puts a credential into), and make it trusted by everything started here:
+    the system's authorities plus the run's, in one bundle, named by the variables Python,
+    OpenSSL, requests, curl and git read (and Node's, for the run's alone). A variable the
+    environment set already is kept. None when there is no proxy to ask."""
+    if not os.environ.get("HTTP_PROXY"):
+        return None
+    for _ in range(attempts):  # the proxy learns of the pod from a watch: a moment after start
+        try:
+            with urllib.request.urlopen(EGRESS_CA_URL, timeout=5) as response:
+                authority = response.read().decode()
+            break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        print("the egress proxy gave no certificate authority", file=sys.stderr)
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run-ca.pem").write_text(authority)
+    system = SYSTEM_CAS.read_text() if SYSTEM_CAS.exists() else ""
+    bundle = folder / "ca-bundle.pem"
+    bundle.write_text(system + "\n" + authority)
+    for name in CA_VARIABLES:
+        os.environ.setdefault(name, str(bundle))
+    os.environ.setdefault("NODE_EXTRA_CA_CERTS", str(folder / "run-ca.pem"))
+    return bundle
+
+
 if __name__ == "__main__":
+    trust_the_run_authority(Path("/tmp/tether-egress"))
     port = int(os.environ.get("TETHER_WORKSPACE_PORT", "7070"))
     web.run_app(create_app(), host="127.0.0.1", port=port, access_log=None, print=None)

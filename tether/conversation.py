@@ -76,6 +76,8 @@ def as_model_steps(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                         "result": step.get("result"),
                     }
                 )
+            case "network_blocked":
+                continue  # for people reading the timeline; the tool's own error told the model
             case _:
                 out.append(step)
     return out

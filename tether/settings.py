@@ -57,8 +57,33 @@ class Settings(BaseSettings):
     sandbox_max_memory: str = "4Gi"
     sandbox_max_ephemeral_storage: str = "4Gi"
     sandbox_named_hosts: dict[str, list[str]] = {}
-    """Host names an allowlist may name whose addresses the platform knows (JSON: name -> CIDRs,
-    as the NetworkPolicy enforcer sees them); a sandbox's NetworkPolicy opens them for it."""
+    """Where the platform's own services run outside the cluster (JSON: host name -> CIDRs, as
+    the NetworkPolicy enforcer sees them): when the gateway's or the egress proxy's URL names
+    one, a sandbox's NetworkPolicy opens these addresses for it (the local test stack)."""
+    egress_proxy_url: str = "http://tether-egress.tether-system:3128"
+    """How sandboxes reach the egress proxy (its Service): their only way out besides DNS and
+    the gateway, given to them as HTTP_PROXY and HTTPS_PROXY."""
+    egress_host: str = "0.0.0.0"
+    egress_port: int = 3128
+    """Where the egress proxy listens."""
+    egress_metrics_port: int = 9091
+    """The egress proxy's /metrics and /healthz."""
+    egress_key: str = ""
+    """What the egress proxy shows the gateway's internal API when it reports a refused
+    connection into a run's timeline; shared by the two."""
+    egress_admin_url: str = "http://tether-egress.tether-system:9091"
+    """Where the gateway asks the egress proxy to seal a credential (its metrics port, which no
+    sandbox reaches)."""
+    egress_private_key: str = ""
+    """The egress proxy's own key (base64, 32 bytes or more), which nothing else holds: it seals
+    credentials and makes each run's certificate authority."""
+    egress_trusted_ca: str = ""
+    """A file of CA certificates the egress proxy trusts for the servers it intercepts (by
+    default, the public ones it ships with)."""
+    egress_hosts: dict[str, str] = {}
+    """The platform's named destinations (JSON: host name -> address, or "" to resolve it):
+    reachable when an allowlist names them even at a private address, which the proxy refuses
+    for every other name."""
     environment_storage: str = "1Gi"
     """The size of an Environment's workspace volume when it does not say."""
     environment_max_storage: str = "10Gi"

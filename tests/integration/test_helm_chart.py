@@ -72,7 +72,7 @@ def test_helm_install_creates_tether_and_keeps_its_keys_across_upgrades(control_
     assert "port-forward svc/ci-gateway" in installed.stdout  # NOTES say how to call it
     apps = kubernetes.client.AppsV1Api(control_plane.api_client())
     deployments = {d.metadata.name for d in apps.list_namespaced_deployment("tether-chart").items}
-    assert deployments == {"ci-gateway", "ci-operator", "ci-redis"}
+    assert deployments == {"ci-gateway", "ci-operator", "ci-redis", "ci-egress"}
     custom = kubernetes.client.CustomObjectsApi(control_plane.api_client())
     eva = custom.get_namespaced_custom_object(
         "tether.dev", "v1alpha1", "tether-chart", "agents", "eva"
@@ -86,5 +86,7 @@ def test_helm_install_creates_tether_and_keeps_its_keys_across_upgrades(control_
     )
     assert upgraded.returncode == 0, upgraded.stderr
     assert core.read_namespaced_secret("api-key-chart-tenant", "tether-chart").data["key"] == key
+    egress_key = core.read_namespaced_secret("ci-egress-key", "tether-chart").data["key"]
+    assert len(base64.b64decode(egress_key)) == 64
     uninstalled = helm(control_plane, "uninstall", "ci", "-n", "tether-chart")
     assert uninstalled.returncode == 0, uninstalled.stderr

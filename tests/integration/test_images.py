@@ -62,9 +62,12 @@ WHO_AND_WHAT = (
 )
 
 
-@pytest.mark.parametrize("target", ["operator", "gateway"])
+MODULES = {"operator": "handlers", "gateway": "app", "egress": "gate"}
+
+
+@pytest.mark.parametrize("target", sorted(MODULES))
 def test_a_service_image_runs_its_service_as_non_root_without_the_dev_wing(node, target):
-    module = f"tether.{target}.{'handlers' if target == 'operator' else 'app'}"
+    module = f"tether.{target}.{MODULES[target]}"
     log = run_once(node, f"{target}-image", target, f"import {module}; {WHO_AND_WHAT}")
     assert log.split() == ["10001", "True", "0000000000000000"]
 

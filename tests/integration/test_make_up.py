@@ -138,6 +138,7 @@ def test_up_runs_the_chart_from_images_built_here_and_prints_how_to_call_it(up):
     assert images == {
         "tether.local/tether-operator:dev",
         "tether.local/tether-gateway:dev",
+        "tether.local/tether-egress:dev",
         "tether.local/redis:7",
     }
     assert all(pod["status"]["phase"] == "Running" for pod in pods)
@@ -227,8 +228,17 @@ def scripted(up: Up, namespace: str, name: str, responses: list[dict]) -> str:
 # -- what a sandbox can reach and read ----------------------------------------------------------
 
 PROBE = """
-import json, os, pathlib, socket, subprocess
+import json, os, pathlib, socket, subprocess, urllib.error, urllib.request
 targets = json.loads(pathlib.Path("targets.json").read_text())
+
+def through_proxy(host, port):  # urllib takes the proxy from http_proxy, as most tools do
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError as error:
+        return type(error).__name__
 
 def reach(host, port):
     try:
@@ -254,6 +264,7 @@ for top in ("/run", "/var/run", "/tmp", "/workspace", "/etc", "/root", "/home", 
 status = pathlib.Path("/proc/self/status").read_text()
 report = {
     "reach": {name: reach(host, port) for name, (host, port) in targets.items()},
+    "proxied": {name: through_proxy(host, port) for name, (host, port) in targets.items()},
     "uid": os.getuid(),
     "cap_eff": [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0],
     "kernel": os.uname().version,
@@ -338,17 +349,23 @@ def test_a_sandbox_reaches_only_what_its_allowlist_names_and_reads_no_secret(up)
     }
     try:
         closed = probe(up, "probe-closed", targets, allowlist=[])
-        opened = probe(
-            up, "probe-opened", {"host loopback": targets["host loopback"]}, [HOST_ALIAS]
-        )
+        opened = probe(up, "probe-opened", targets, allowlist=["*"])
     finally:
         server.shutdown()
         server.server_close()
 
-    # Refused or timed out in the network: the probe is a raw socket, not the fetch tool.
-    blocked = {name: r for name, r in closed["reach"].items() if r != "connected"}
-    assert set(blocked) == set(targets) - {"gateway's internal API"}, closed["reach"]
-    assert opened["reach"] == {"host loopback": "connected"}
+    # Raw sockets: refused or timed out in the network, whatever the allowlist says. The
+    # gateway's internal port (and the egress proxy, not a target) are all a sandbox reaches.
+    for report in (closed, opened):
+        blocked = {name: r for name, r in report["reach"].items() if r != "connected"}
+        assert set(blocked) == set(targets) - {"gateway's internal API"}, report["reach"]
+    # Through the egress proxy: nothing for a run whose allowlist is empty. Everything for
+    # "*", except private addresses: the platform's services, the node, the metadata address;
+    # the host alias is the one private destination the platform names (egress.namedHosts).
+    assert set(closed["proxied"].values()) == {403}, closed["proxied"]
+    assert opened["proxied"] == {
+        name: 200 if name == "host loopback" else 403 for name in targets
+    }, opened["proxied"]
 
     # Untrusted code runs under gVisor, as non-root, with no capabilities.
     assert closed["kernel"] != os.uname().version
@@ -477,7 +494,7 @@ def test_two_tenants_running_at_once_share_no_sandbox_address_or_file(up):
 
 
 def test_helm_upgrade_to_a_new_image_rolls_the_gateway_without_losing_a_run(up):
-    for target in ("operator", "gateway"):  # version 2 of both, as a registry would hold it
+    for target in ("operator", "gateway", "egress"):  # version 2, as a registry would hold it
         up.ctr("images", "tag", "--force", f"tether.local/tether-{target}:dev",
                f"tether.local/tether-{target}:v2")  # fmt: skip
     running = up.sdk.interactions.create(model="echo", input="/sleep 8", background=True)

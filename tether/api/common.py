@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -50,15 +51,54 @@ class Source(OpenModel):
     encoding: Literal["base64", "utf-8"] | None = None
 
 
-class AllowlistEntry(ApiModel):
-    """One destination a sandbox may reach: a domain (wildcards such as *.example.com, or * for
-    everything), an IP address or a CIDR."""
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-    domain: str = Field(min_length=1)
+
+class AllowlistEntry(ApiModel):
+    """One destination a sandbox may reach through the egress proxy: a host name, a wildcard
+    over its subdomains (*.example.com), * for everything, an IP address or a CIDR."""
+
+    domain: str = Field(min_length=1, max_length=253)
+    credential: str | None = Field(default=None, min_length=1)
+    """A Credential's id: the egress proxy puts it into requests to this domain."""
+
+    @field_validator("domain")
+    @classmethod
+    def _a_pattern(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if value == "*" or _network(value) is not None:
+            return value
+        name = value.removeprefix("*.")
+        labels = name.split(".")
+        if "*" in name or not all(HOST_LABEL.match(label) for label in labels):
+            raise ValueError(
+                f"{value!r} is not a domain pattern: give a host name (api.example.com), a "
+                "wildcard over its subdomains (*.example.com), *, an IP address or a CIDR"
+            )
+        return value
+
+    def matches(self, host: str) -> bool:
+        """Whether this entry lets a connection to `host` (a name or an address) through."""
+        host = host.lower().rstrip(".")
+        if self.domain == "*":
+            return True
+        if (network := _network(self.domain)) is not None:
+            address = _network(host)
+            return address is not None and address.num_addresses == 1 and address[0] in network
+        if self.domain.startswith("*."):
+            return host.endswith(self.domain[1:])
+        return host == self.domain
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(text.strip("[]"), strict=False)
+    except ValueError:
+        return None
 
 
 class EgressAllowlist(ApiModel):
-    """Where the sandbox may go besides DNS and the gateway."""
+    """Where the sandbox may go, through the egress proxy, besides DNS and the gateway."""
 
     allowlist: list[AllowlistEntry] | Literal["disabled"] = Field(default_factory=list)
 
@@ -71,6 +111,12 @@ class EgressAllowlist(ApiModel):
 
     def domains(self) -> list[str]:
         return [] if self.allowlist == "disabled" else [entry.domain for entry in self.allowlist]
+
+    def entry_for(self, host: str) -> AllowlistEntry | None:
+        """The first entry that lets `host` through, or None: the host is refused."""
+        if self.allowlist == "disabled":
+            return None
+        return next((entry for entry in self.allowlist if entry.matches(host)), None)
 
 
 class ResourceRequirements(ApiModel):

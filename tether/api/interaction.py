@@ -75,8 +75,11 @@ STEP_TYPES = frozenset(
         "file_search_result",
         "mcp_server_tool_call",
         "mcp_server_tool_result",
+        "network_blocked",
     }
 )
+"""The SDK's step types, plus Tether's `network_blocked`: a connection the egress proxy refused
+(the SDK reads an unknown type as a generic step)."""
 
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 

@@ -13,6 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FILES_LIMIT = 10 * 1024 * 1024
 """The most a run's workspace archive may weigh (the upload, and what the agent packs)."""
+SANDBOX_LABEL = "tether.dev/sandbox"
+INTERACTION_LABEL = "tether.dev/interaction"
+EGRESS_ANNOTATION = "tether.dev/egress"
+"""A sandbox pod's allowlist (JSON), which the egress proxy enforces for the pod's address."""
+EGRESS_CA_URL = "http://ca.egress.invalid/ca.pem"
+"""Asked through the egress proxy, answered by it: the run's certificate authority (PEM)."""
+EGRESS_BLOCKED_HEADER = "X-Tether-Egress-Blocked"
+"""On the egress proxy's refusals (403), naming the host it refused: a tool tells the model
+the proxy refused, rather than the site."""
 
 
 class _Message(BaseModel):
@@ -68,3 +77,26 @@ class GenerateReply(_Message):
 
     def calls(self) -> list[dict[str, Any]]:
         return [step for step in self.steps if step["type"] == "function_call"]
+
+
+class EgressRefusal(_Message):
+    """What the egress proxy reports to the gateway when it refuses a run's connection: it
+    becomes a `network_blocked` step of the run's timeline."""
+
+    namespace: str
+    interaction: str
+    uid: str
+    host: str
+    port: int
+    method: str
+    """CONNECT for a tunnel, else the HTTP method."""
+    reason: str
+
+    def step(self) -> dict[str, Any]:
+        return {
+            "type": "network_blocked",
+            "host": self.host,
+            "port": self.port,
+            "method": self.method,
+            "reason": self.reason,
+        }

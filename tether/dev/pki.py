@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import ssl
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -117,11 +120,23 @@ def _signer(ca: KeyPair):
     )
 
 
-def server(ca: KeyPair, host: str) -> KeyPair:
-    """A serving certificate for the host name `host`, signed by `ca`."""
+def server(ca: KeyPair, host: str, *more: str) -> KeyPair:
+    """A serving certificate for the host names `host` (and `more`), signed by `ca`."""
     ca_key, ca_name = _signer(ca)
-    sans = [x509.DNSName(host)]
+    sans = [x509.DNSName(name) for name in (host, *more)]
     return _leaf(ca_key, ca_name, _name(host), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+
+
+def server_context(ca: KeyPair, host: str, *more: str) -> ssl.SSLContext:
+    """A TLS server context serving a certificate for the host names, signed by `ca`."""
+    pair = server(ca, host, *more)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="tether-tls-") as folder:
+        cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert.write_bytes(pair.cert)
+        key.write_bytes(pair.key)
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def generate(service_ip: str = "10.0.0.1", address: str = "127.0.0.1") -> ClusterPki:

@@ -1,10 +1,12 @@
-"""The stack for the tests: a real control plane and node (LocalCluster), with Redis, the operator
-and the gateway as local processes (fast to start, each one killable). Sandboxes are pods on the
-node, from the sandbox image built here; they reach the gateway's internal port on the host's
-loopback through HOST_ALIAS. `make up` runs the chart instead: tether.dev.up."""
+"""The stack for the tests: a real control plane and node (LocalCluster), with Redis, the operator,
+the gateway and the egress proxy as local processes (fast to start, each one killable).
+Sandboxes are pods on the node, from the sandbox image built here; they reach the gateway's
+internal port and the egress proxy on the host's loopback through HOST_ALIAS. `make up` runs
+the chart instead: tether.dev.up."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -24,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tether.crds import CRD_DIR, ROOT
+from tether.dev import pki
 from tether.dev.control_plane import FIELD_MANAGER, ControlPlane, free_port, port_in_use
 from tether.dev.processes import (
     Component,
@@ -36,12 +39,14 @@ from tether.dev.processes import (
 from tether.dev.vendors import agent_model, vendor_models, vendor_secrets
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster
-from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
+from tether.dev.worker.configs import HOST_ALIAS, HOST_NAMES, NAMED_HOSTS
 
 SYSTEM_NAMESPACE = "tether-system"
 DEFAULT_TENANT = "tenant-default"
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
 SEED_DIR = ROOT / "charts" / "tether" / "seed"
+EGRESS_PYTHON = ROOT / ".venv-egress" / "bin" / "python"
+"""The egress proxy's own environment (`make venv`): mitmproxy's pins are not the platform's."""
 """The seed Models and Agent, shared with the chart (the dev wing runs from a checkout)."""
 
 
@@ -120,6 +125,7 @@ COMPONENTS = (
     "redis",
     "operator",
     "gateway",
+    "egress",
 )
 
 
@@ -145,6 +151,13 @@ class DevStack(Component):
         self.environ = dict(os.environ if environ is None else environ)
         self.redis_port = free_port()
         self.metrics_port = free_port()
+        self.egress_port = free_port()
+        self.egress_metrics_port = free_port()
+        self.egress_key = secrets.token_hex(32)
+        self.egress_private_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.outside_ca = pki.authority("tether-test-public-ca")
+        """What the test stack's egress proxy trusts for the servers it opens TLS to, as a real
+        one trusts the public authorities: test sites get their certificates from it."""
         self.run_token_key = self.environ.get("TETHER_RUN_TOKEN_KEY") or secrets.token_hex(32)
         self.supervise = supervise
         self.supervisor: Supervisor | None = None
@@ -207,6 +220,7 @@ class DevStack(Component):
         for model in default_models(self.environ):
             self.cluster.apply(model)
         self.cluster.apply(default_agent(self.environ))
+        self.start_egress()
         self.start_operator()
         self.start_gateway()
 
@@ -224,6 +238,14 @@ class DevStack(Component):
             "TETHER_RUN_TOKEN_KEY": self.run_token_key,
             "TETHER_GATEWAY_URL": f"http://{HOST_ALIAS}:{self.internal_port}",
             "TETHER_SANDBOX_NAMED_HOSTS": json.dumps(NAMED_HOSTS),
+            "TETHER_EGRESS_PROXY_URL": f"http://{HOST_ALIAS}:{self.egress_port}",
+            "TETHER_EGRESS_HOST": "127.0.0.1",
+            "TETHER_EGRESS_PORT": str(self.egress_port),
+            "TETHER_EGRESS_METRICS_PORT": str(self.egress_metrics_port),
+            "TETHER_EGRESS_KEY": self.egress_key,
+            "TETHER_EGRESS_ADMIN_URL": f"http://127.0.0.1:{self.egress_metrics_port}",
+            # the proxy runs on the host, where HOST_ALIAS is its loopback
+            "TETHER_EGRESS_HOSTS": json.dumps(dict.fromkeys(HOST_NAMES, "127.0.0.1")),
             "TETHER_SANDBOX_IMAGE": images.image_name("sandbox"),
         }
 
@@ -249,11 +271,37 @@ class DevStack(Component):
     def start_gateway(self) -> None:
         self._python("gateway", ["tether.gateway"], lambda: http_ok(f"{self.url}/healthz"))
 
-    def _python(self, name: str, module: list[str], ready, timeout: float = 60) -> None:
+    @property
+    def egress_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.egress_metrics_port}/metrics"
+
+    def start_egress(self) -> None:
+        if not EGRESS_PYTHON.exists():
+            raise StartupError(f"no {EGRESS_PYTHON}: run `make venv` to make the proxy's")
+        healthz = f"http://127.0.0.1:{self.egress_metrics_port}/healthz"
+        trusted = self.workdir / "egress-trusted-ca.pem"
+        trusted.write_bytes(self.outside_ca.cert)
+        here = {
+            # on the host, it reports refusals to the gateway on the host's loopback
+            "TETHER_GATEWAY_URL": self.internal_url,
+            "TETHER_EGRESS_PRIVATE_KEY": self.egress_private_key,  # the proxy's alone
+            "TETHER_EGRESS_TRUSTED_CA": str(trusted),
+        }
+        self._python("egress", ["tether.egress"], lambda: http_ok(healthz), EGRESS_PYTHON, here)
+
+    def _python(
+        self,
+        name: str,
+        module: list[str],
+        ready,
+        python: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Run `python -m <module>` with the stack's environment until `ready` holds."""
-        argv = [sys.executable, "-m", *module]
+        argv = [str(python or sys.executable), "-m", *module]
         log = self.logs / f"{name}.log"
-        self._run(Service(name, argv, log, ready, self._env(), self.workdir), timeout)
+        environ = {**self._env(), **(env or {})}
+        self._run(Service(name, argv, log, ready, environ, self.workdir), 60)
 
     def _run(self, service: Service, timeout: float) -> None:
         """Start (or start again) a component, hand it to the supervisor, wait until it answers."""
@@ -308,7 +356,7 @@ class DevStack(Component):
         """Stop the supervisor first, so that nothing is started again, then every component."""
         if self.supervisor is not None:
             self.supervisor.stop()
-        for name in ("gateway", "operator", "redis"):
+        for name in ("gateway", "operator", "egress", "redis"):
             self.stop_service(name)
         self._redis.close()
         if self._own_local and self.local is not None:

@@ -37,7 +37,7 @@ from tether.dev.stack import (
 from tether.dev.vendors import agent_model, summary, vendor_models
 from tether.dev.worker import images
 from tether.dev.worker.cluster import LocalCluster, recover
-from tether.dev.worker.configs import HOST_ALIAS, NAMED_HOSTS
+from tether.dev.worker.configs import HOST_ALIAS
 from tether.dev.worker.parts import NodeParts
 
 STATE_DIR = Path(os.environ.get("TETHER_STATE_DIR", ".tether"))
@@ -49,13 +49,13 @@ log = logging.getLogger("tether.dev.up")
 def release_values(port: int, agent_model: str) -> dict[str, Any]:
     """The chart's values for this machine: images from the node's containerd, the gateway on
     a NodePort at `port` (kube-proxy serves NodePorts on 127.0.0.1 too), sandboxes under gVisor,
-    and HOST_ALIAS open to a sandbox whose allowlist names it. The node turns connections to
-    HOST_ALIAS into connections to the host's loopback before the NetworkPolicy enforcer looks,
-    so that is the address it must allow."""
+    and HOST_ALIAS a destination the egress proxy lets an allowlist name, though its address
+    is private (the host's own services: a developer's local model, the demo's pages)."""
     return {
         "image": {"registry": "tether.local", "tag": "dev", "pullPolicy": "Never"},
         "gateway": {"replicas": 1, "service": {"type": "NodePort", "nodePort": port}},
-        "sandbox": {"runtimeClassName": "gvisor", "namedHosts": NAMED_HOSTS},
+        "sandbox": {"runtimeClassName": "gvisor"},
+        "egress": {"namedHosts": {HOST_ALIAS: ""}},
         "redis": {"image": images.REDIS_IMAGE},
         "defaults": {"agentModel": agent_model},
         "tenants": [DEFAULT_TENANT],

@@ -18,6 +18,8 @@ redis://:$(TETHER_REDIS_PASSWORD)@{{ .Release.Name }}-redis.{{ .Release.Namespac
 {{- end }}
 
 {{- define "tether.podSecurity" -}}
+# No Service links: they would put TETHER_EGRESS_PORT=tcp://… and the like beside the settings.
+enableServiceLinks: false
 securityContext:
   runAsNonRoot: true
   runAsUser: 10001
@@ -61,8 +63,6 @@ securityContext:
 - name: TETHER_SANDBOX_RUNTIME_CLASS_NAME
   value: {{ . }}
 {{- end }}
-{{- with .Values.sandbox.namedHosts }}
-- name: TETHER_SANDBOX_NAMED_HOSTS
-  value: {{ toJson . | quote }}
-{{- end }}
+- name: TETHER_EGRESS_PROXY_URL
+  value: http://{{ .Release.Name }}-egress.{{ .Release.Namespace }}.svc:{{ .Values.egress.port }}
 {{- end }}

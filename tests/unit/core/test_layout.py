@@ -39,6 +39,7 @@ def test_no_service_source_names_the_dev_wing():
         *ROOT.glob("operator/*.py"),
         *ROOT.glob("gateway/*.py"),
         *ROOT.glob("sandbox/*.py"),
+        *ROOT.glob("egress/*.py"),
         *(p for p in ROOT.glob("tether/**/*.py") if "dev" not in p.relative_to(ROOT).parts),
     ]
     assert len(sources) > 20
@@ -72,6 +73,30 @@ def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp(
                     )
                 )
                 assert allowed, (path, line)
+
+
+def test_the_egress_proxy_imports_only_what_its_own_environment_holds():
+    """It runs from .venv-egress (mitmproxy's pins): of the platform's code it imports only
+    modules whose dependencies egress/requirements.txt installs there too."""
+    platform = ("tether.api.", "tether.settings", "tether.kube", "tether.egress")
+    libraries = {"mitmproxy", "aiohttp", "kubernetes_asyncio", "prometheus_client", "pydantic"}
+    libraries |= {"cryptography", "OpenSSL"}  # mitmproxy's own
+    for path in ROOT.glob("egress/*.py"):
+        for line in path.read_text().splitlines():
+            if line.startswith(("import ", "from ")) and "__future__" not in line:
+                module = line.split()[1]
+                allowed = (
+                    module.startswith((".", *platform))
+                    or module.split(".")[0] in sys.stdlib_module_names | libraries
+                )
+                assert allowed, (path, line)
+
+
+def test_the_egress_proxy_starts_in_its_own_environment():
+    python = ROOT / ".venv-egress" / "bin" / "python"
+    code = "import tether.egress.__main__, tether.egress.gate, mitmproxy; print('ok')"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd="/")
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_the_repository_root_shadows_nothing_of_the_standard_library():

@@ -20,8 +20,8 @@ def test_the_release_runs_local_images_under_gvisor_on_the_chosen_port():
     assert values["image"] == {"registry": "tether.local", "tag": "dev", "pullPolicy": "Never"}
     assert values["gateway"]["service"] == {"type": "NodePort", "nodePort": 18080}
     assert values["sandbox"]["runtimeClassName"] == "gvisor"
-    # connections to the alias reach the enforcer already rewritten to the host's loopback
-    assert values["sandbox"]["namedHosts"] == {"host.tether.internal": ["127.0.0.1/32"]}
+    # the alias is a private address that the egress proxy lets allowlists name
+    assert values["egress"]["namedHosts"] == {"host.tether.internal": ""}
     assert values["defaults"]["agentModel"] == "qwen"
 
 

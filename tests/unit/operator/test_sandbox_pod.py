@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tether.agents import AgentRun
 from tether.api.common import SandboxEnvironment, Source
 from tether.operator.sandbox_pod import (
+    EGRESS_ANNOTATION,
     Placement,
     child_name,
     files_network_policy,
@@ -157,57 +159,63 @@ def test_every_child_is_named_from_the_uid_and_owned_by_the_interaction():
         )
 
 
-def test_network_disabled_leaves_only_dns_and_the_gateway():
-    policy = sandbox_network_policy(IX, run(network="disabled"), PLACE)["spec"]
+@pytest.mark.parametrize(
+    "network",
+    ["disabled", None, {"allowlist": ["203.0.113.7", "198.51.100.0/24", "example.com", "*"]}],
+)
+def test_whatever_the_allowlist_a_sandbox_reaches_only_dns_the_gateway_and_the_proxy(network):
+    policy = sandbox_network_policy(IX, run(network=network), PLACE)["spec"]
     assert policy["ingress"] == []
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert len(policy["egress"]) == 2
-    gateway = policy["egress"][1]
+    dns, gateway, proxy = policy["egress"]  # no ipBlock: names are the proxy's to enforce
+    assert {p["port"] for p in dns["ports"]} == {53}
     assert gateway["ports"] == [{"protocol": "TCP", "port": 8081}]  # the internal port only
-    assert gateway["to"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "tether-system"
-    }
+    assert proxy["ports"] == [{"protocol": "TCP", "port": 3128}]
+    assert proxy["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "tether-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "tether-egress"}},
+        }
+    ]
 
 
-def test_an_allowlist_opens_its_addresses_and_nothing_else():
-    policy = sandbox_network_policy(
-        IX, run(network={"allowlist": ["203.0.113.7", "198.51.100.0/24", "example.com"]}), PLACE
-    )["spec"]
-    assert policy["egress"][2] == {
-        "to": [{"ipBlock": {"cidr": "203.0.113.7/32"}}, {"ipBlock": {"cidr": "198.51.100.0/24"}}]
-    }
-    default = sandbox_network_policy(IX, run(), PLACE)["spec"]
-    assert len(default["egress"]) == 2
+def test_the_pod_carries_its_allowlist_for_the_proxy_and_the_workspace_its_proxy_variables():
+    pod = sandbox_pod(IX, run(network={"allowlist": ["*.example.com", "api.test"]}), PLACE)
+    rules = json.loads(pod["metadata"]["annotations"][EGRESS_ANNOTATION])
+    assert [e["domain"] for e in rules["allowlist"]] == ["*.example.com", "api.test"]
+    closed = sandbox_pod(IX, run(network="disabled"), PLACE)
+    assert json.loads(closed["metadata"]["annotations"][EGRESS_ANNOTATION]) == "disabled"
+    assert (
+        json.loads(sandbox_pod(IX, run(), PLACE)["metadata"]["annotations"][EGRESS_ANNOTATION])
+        == "disabled"
+    )
+    env = {e["name"]: e["value"] for e in containers(pod)["workspace"]["env"]}
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[name] == "http://tether-egress.tether-system:3128"
+    assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1"
+    agent = {e["name"] for e in containers(pod)["agent"]["env"]}
+    assert "HTTPS_PROXY" not in agent  # the agent calls the gateway, directly
 
 
-def test_a_named_host_opens_the_addresses_the_platform_gives_it_only_when_allowlisted(
-    monkeypatch,
-):
-    from tether.settings import Settings
-
-    monkeypatch.setenv("TETHER_SANDBOX_NAMED_HOSTS", '{"host.tether.internal": ["127.0.0.1/32"]}')
-    place = Placement.from_settings(Settings())
-    named = sandbox_network_policy(
-        IX, run(network={"allowlist": ["host.tether.internal", "example.com"]}), place
-    )["spec"]
-    assert named["egress"][2] == {"to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}]}
-    other = sandbox_network_policy(IX, run(network={"allowlist": ["example.com"]}), place)
-    assert len(other["spec"]["egress"]) == 2
-
-
-def test_a_gateway_at_a_named_host_is_reached_at_its_addresses_on_the_internal_port_only():
+def test_services_at_a_named_host_are_reached_at_their_addresses_on_their_ports_only():
     place = replace(
         PLACE,
         gateway_url="http://host.tether.internal:41234",
         gateway_port=41234,
+        egress_proxy_url="http://host.tether.internal:41235",
         named_hosts=(("host.tether.internal", ("127.0.0.1/32",)),),
     )
-    policy = sandbox_network_policy(IX, run(network="disabled"), place)["spec"]
-    assert policy["egress"][1] == {
-        "to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
-        "ports": [{"protocol": "TCP", "port": 41234}],
-    }
-    assert len(policy["egress"]) == 2  # the named host itself stays closed on other ports
+    policy = sandbox_network_policy(IX, run(network={"allowlist": ["*"]}), place)["spec"]
+    assert policy["egress"][1:] == [
+        {
+            "to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
+            "ports": [{"protocol": "TCP", "port": 41234}],
+        },
+        {
+            "to": [{"ipBlock": {"cidr": "127.0.0.1/32"}}],
+            "ports": [{"protocol": "TCP", "port": 41235}],
+        },
+    ]
 
 
 def test_builders_do_not_share_state_between_calls():

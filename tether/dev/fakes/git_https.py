@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -41,12 +40,7 @@ class GitServer:
         for name, files in self.repositories.items():
             _bare_repository(root, name, files)
         self._ca = pki.authority("tether-test-git-ca")
-        pair = pki.server(self._ca, self.host)
-        (root / ".tls").mkdir()
-        (root / ".tls" / "cert.pem").write_bytes(pair.cert)
-        (root / ".tls" / "key.pem").write_bytes(pair.key)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(root / ".tls" / "cert.pem", root / ".tls" / "key.pem")
+        context = pki.server_context(self._ca, self.host)
         handler = functools.partial(_Handler, self.requests, root / "repos")
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)

@@ -13,6 +13,9 @@ DNS_SERVICE_IP = "10.0.0.10"
 SERVICE_CIDR = "10.0.0.0/24"
 HOST_ALIAS = "host.tether.internal"
 """The host's loopback, as pods see it (as `host.docker.internal` is for Docker users)."""
+HOST_NAMES = (HOST_ALIAS, f"a.{HOST_ALIAS}", f"b.{HOST_ALIAS}")
+"""Names the test stack's egress proxy (on the host) takes to the host's loopback: the host,
+and two more that an allowlist can tell apart."""
 NAMED_HOSTS = {HOST_ALIAS: ["127.0.0.1/32"]}
 """The sandboxes' named hosts (TETHER_SANDBOX_NAMED_HOSTS): HOST_ALIAS, as kube-router sees a
 connection to it (after the node's DNAT to the host's loopback)."""

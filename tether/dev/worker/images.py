@@ -83,7 +83,7 @@ def files_digest(files: Mapping[str, Path], entrypoint: list[str]) -> str:
 
 BASE_IMAGE = "docker.io/library/python:3.11-slim"
 BASE_ROOTFS = CACHE / "base" / "bookworm-python3.11"
-TARGETS = ("operator", "gateway", "sandbox")
+TARGETS = ("operator", "gateway", "sandbox", "egress")
 
 
 def image_name(target: str, tag: str = "dev") -> str:
