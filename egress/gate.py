@@ -183,8 +183,9 @@ class Gate:
         names = [_bare(h) for h in hosts]
         # the name that was refused is the one to report (in an opened tunnel: maybe the SNI)
         why, named = next(((r, h) for h in names if (r := refusal(client, h))), (None, host))
-        address = None
-        if why is None:
+        # a host this connection reached already keeps its checked address: no second lookup
+        address = self._pinned.get(flow.client_conn.id, {}).get((host, port))
+        if why is None and address is None:
             address, why = await self._resolve(host, port)
         kind = "connect" if method == "CONNECT" else "http"
         namespace = client.namespace if client else ""

@@ -5,7 +5,6 @@ shown by id, type, status and times; a secret value never comes back.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import aiohttp
@@ -21,15 +20,12 @@ from tether.api.credential import (
     UpdateCredentialRequest,
     secret_name,
 )
+from tether.environment_claims import now
 
 from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import page_size, read_json
 from .state import STATE, State
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def stored(state: State, namespace: str, credential: str) -> StoredCredential | None:
@@ -95,13 +91,13 @@ async def create(request: web.Request) -> web.Response:
     body = CreateCredentialRequest.from_wire(await read_json(request))
     if await stored(state, namespace, body.id) is not None:
         raise ApiError(409, f"credential {body.id!r} already exists", "already_exists")
-    now = _now()
+    stamp = now()
     credential = StoredCredential(
         id=body.id,
         type=body.type,
         config=body.config(),
-        create_time=now,
-        update_time=now,
+        create_time=stamp,
+        update_time=stamp,
         sealed=await _seal(state, namespace, body.id, body.secrets()),
     )
     try:
@@ -143,7 +139,7 @@ async def update(request: web.Request) -> web.Response:
     sealed = found.sealed
     if values := body.secrets():
         sealed = await _seal(state, namespace, credential, values, found.sealed)
-    updated = found.model_copy(update={"config": config, "sealed": sealed, "update_time": _now()})
+    updated = found.model_copy(update={"config": config, "sealed": sealed, "update_time": now()})
     secret = updated.secret(namespace)
     patch = {"metadata": {"annotations": secret["metadata"]["annotations"]}, "data": secret["data"]}
     await state.kube.core.patch_namespaced_secret(secret_name(credential), namespace, patch)

@@ -25,6 +25,7 @@ from tether import environment_claims
 from tether.api.interaction import TERMINAL_PHASES, InteractionSpec, Step
 from tether.api.views import interaction_view
 from tether.chain import output_steps
+from tether.environment_claims import now
 from tether.outages import through_outages
 from tether.store.events import mark_unstored
 from tether.store.outputs import fits_status
@@ -36,10 +37,6 @@ from .sandbox_pod import child_name
 log = logging.getLogger("tether.operator")
 RECENT_SECONDS = 600
 """An ending this recent may still have a sandbox to clean up after an operator restart."""
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
