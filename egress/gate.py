@@ -16,8 +16,10 @@ from collections import OrderedDict
 from typing import Any
 
 import aiohttp
-from mitmproxy import connection, http, tls
-from mitmproxy.proxy import server_hooks
+from mitmproxy import connection, http, tcp, tls
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import layer, layers, server_hooks
+from mitmproxy.proxy.layers.tls import parse_client_hello
 from OpenSSL import crypto
 from prometheus_client import Counter
 
@@ -38,7 +40,7 @@ REQUESTS = Counter(
 )
 RESPONSE_BYTES = Counter(
     "tether_egress_response_bytes",
-    "Bytes of plain HTTP responses relayed to sandboxes, by tenant.",
+    "Bytes relayed to sandboxes (HTTP responses, and what came back through tunnels), by tenant.",
     ["namespace"],
 )
 CA_HOST = EGRESS_CA_URL.split("/")[2]
@@ -83,10 +85,10 @@ class Reporter:
 
 
 class Gate:
-    """The policy. A tunnel (CONNECT) is passed through as the sandbox's own TLS, unless its
-    allowlist entry carries a credential: then the proxy ends the TLS itself, with a
-    certificate from the run's authority (the only one the run's sandbox trusts), checks each
-    request inside and puts the credential in."""
+    """The policy. A tunnel (CONNECT) is passed through as the sandbox's own TLS, its bytes
+    counted, unless its allowlist entry carries a credential or its TLS names another host:
+    then the proxy ends the TLS itself, with a certificate from the run's authority (the only
+    one the run's sandbox trusts), checks each request inside and puts the credential in."""
 
     def __init__(
         self,
@@ -114,17 +116,27 @@ class Gate:
         if allowed[1] is not None and allowed[1].credential:
             self._intercepted[flow.client_conn.id] = (allowed[0], host)
 
-    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        """Open the tunnel's TLS when it carries a credential, or when its SNI names another
-        host than its CONNECT target (its requests are then checked by that name too); else
-        it stays the sandbox's own TLS, end to end."""
-        conn = data.context.client
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        """What a tunnel carries. TLS whose SNI names another host than the CONNECT target is
+        opened (its requests are then checked by that name too); TLS to the target itself
+        stays the sandbox's own, end to end, relayed as TCP so that its bytes are counted."""
+        conn = nextlayer.context.client
         tunnel = self._tunnels.get(conn.id)
-        sni = (data.client_hello.sni or "").lower()
-        if tunnel is not None and sni and sni != tunnel[1]:
+        if tunnel is None or conn.id in self._intercepted or conn.tls_established:
+            return
+        data = nextlayer.data_client()
+        if not starts_like_tls_record(data):
+            return  # plain HTTP is checked per request; anything else is counted as TCP
+        try:
+            hello = parse_client_hello(data)
+        except ValueError:
+            return  # not TLS after all: mitmproxy's own TLS layer refuses it
+        if hello is None:
+            nextlayer.layer = None  # the rest of the ClientHello is still on its way
+        elif hello.sni and hello.sni.lower() != tunnel[1]:
             self._intercepted[conn.id] = tunnel
-        if conn.id not in self._intercepted:
-            data.ignore_connection = True
+        else:
+            nextlayer.layer = layers.TCPLayer(nextlayer.context)
 
     def tls_start_client(self, data: tls.TlsData) -> None:
         """After mitmproxy's own TLS set-up: the run's certificate for the host instead."""
@@ -210,8 +222,6 @@ class Gate:
         REQUESTS.labels(namespace, kind, "allowed").inc()
         self._pinned.setdefault(flow.client_conn.id, {})[(host, port)] = address
         flow.metadata["tether_client"] = client
-        if method == "CONNECT":
-            _audit(client, host, port, method, 200)
         return client, client.allowlist.entry_for(host)
 
     async def _resolve(self, host: str, port: int) -> tuple[str | None, str | None]:
@@ -235,6 +245,39 @@ class Gate:
             data.server.error = f"egress: {host}:{port} was not checked for this connection"
             return
         data.server.address = (address, port)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        client: Client | None = flow.metadata.get("tether_client")
+        if client is not None and flow.response is not None:
+            _audit(
+                client, flow.request.host, flow.request.port, "CONNECT", flow.response.status_code
+            )
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        flow.metadata["tether_tunnel"] = self._tunnels.get(flow.client_conn.id)
+        flow.metadata["tether_bytes"] = [0, 0]
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        """Counted, then dropped: a tunnel holds no history of what went through it."""
+        message = flow.messages.pop()
+        flow.metadata["tether_bytes"][0 if message.from_client else 1] += len(message.content)
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        self._tunnel_ended(flow, 200)
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        self._tunnel_ended(flow, 502, error=str(flow.error))
+
+    def _tunnel_ended(self, flow: tcp.TCPFlow, status: int, **more: Any) -> None:
+        """One line for a tunnel the proxy did not open, with what went each way."""
+        tunnel: tuple[Client, str] | None = flow.metadata.get("tether_tunnel")
+        if tunnel is None:
+            return
+        client, host = tunnel
+        sent, received = flow.metadata["tether_bytes"]
+        RESPONSE_BYTES.labels(client.namespace).inc(received)
+        port = flow.server_conn.address[1] if flow.server_conn.address else 0
+        _audit(client, host, port, "CONNECT", status, bytes_out=sent, bytes_in=received, **more)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._pinned.pop(client.id, None)

@@ -150,19 +150,27 @@ def test_two_concurrent_runs_each_get_only_their_own_allowlist(client, script, w
 
 
 def test_the_proxy_audits_and_counts_what_sandboxes_reached(stack, client, script, web):
-    plain, _ = web
-    code = f"curl -s -o /dev/null {plain.url(A, '/audited')}; curl -s -o /dev/null {plain.url(B)}"
+    plain, secure = web
+    padded = "/audited?pad=" + "x" * 20_000  # the site echoes the path: 20 kB each way
+    code = (
+        f"curl -s -o /dev/null {plain.url(A, '/audited')}; curl -s -o /dev/null {plain.url(B)}; "
+        f"curl -sk -o /dev/null '{secure.url(A, padded)}'"
+    )
     model = script("egress-audit", [call("run_code", language="bash", code=code), {"text": "ok"}])
     done = agent_run(client, model, environment=allow(A))
     assert done.status == "completed"
     log = (stack.logs / "egress.log").read_text().splitlines()
     run = f"tenant-a/{done.id}"
     records = [json.loads(line) for line in log if f'"run": "{run}"' in line]
-    assert {(r["host"], r["method"], r["status"]) for r in records} == {
-        (A, "GET", 200),
-        (B, "GET", 403),
-    }
+    assert sorted((r["host"], r["port"], r["method"], r["status"]) for r in records) == sorted(
+        [(A, plain.port, "GET", 200), (B, plain.port, "GET", 403), (A, secure.port, "CONNECT", 200)]
+    )
     assert all("credential" in r for r in records)
+    # a tunnel that stays the sandbox's own TLS is one line when it closes, with its bytes
+    [tunnel] = [r for r in records if r["method"] == "CONNECT"]
+    assert tunnel["bytes_out"] > 20_000 and tunnel["bytes_in"] > 20_000
+    [http_get] = [r for r in records if r["status"] == 200 and r["method"] == "GET"]
+    assert http_get["bytes_in"] > 0
     metrics = text_string_to_metric_families(httpx.get(stack.egress_metrics_url).text)
     counted = {
         (s.labels["kind"], s.labels["decision"])
