@@ -42,6 +42,7 @@ from . import (
     files,
     interactions,
     internal,
+    webhooks,
 )
 from .auth import ApiKeys, tenant_middleware
 from .errors import MAX_BODY_BYTES, error_middleware
@@ -97,6 +98,7 @@ def public_api() -> web.Application:
     agents.add_routes(api)
     environments.add_routes(api)
     credentials.add_routes(api)
+    webhooks.add_routes(api)
     environment_files.add_routes(api)
     return api
 

@@ -32,7 +32,7 @@ from tether.providers.capabilities import MEDIA_TYPES, media_refusals, refusals
 from tether.store.erase import erase
 from tether.store.events import InvalidEventId, check_event_id, was_unstored
 
-from . import credentials, idempotency
+from . import credentials, idempotency, webhooks
 from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import page_size, query_flag, read_json
@@ -67,6 +67,10 @@ async def create(request: web.Request) -> web.StreamResponse:
         name = new_id()
     await _check_target(state, namespace, spec)
     await _check_previous(state, namespace, spec)
+    if spec.webhook_config and (
+        problems := await webhooks.config_problems(state, namespace, spec.webhook_config)
+    ):
+        raise ApiError(400, "; ".join(problems))
 
     labels = {**(spec.labels or {}), KIND_LABEL: "model" if spec.model else "agent"}
     annotations = {ACCEPTED_ANNOTATION: f"{time.time():.6f}"}
@@ -258,12 +262,6 @@ async def list_(request: web.Request) -> web.Response:
 
 def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
     """Say no now rather than accept a setting that nothing would act on."""
-    if spec.webhook_config is not None:
-        raise ApiError(
-            400,
-            "webhook_config is not supported yet: stream the interaction, or poll it",
-            "unimplemented",
-        )
     if spec.environment is not None and spec.model:
         raise ApiError(400, "environment applies only to agent interactions")
     if isinstance(spec.environment, SandboxEnvironment):

@@ -31,6 +31,15 @@ from tether.api.interaction import (
     Phase,
     Step,
 )
+from tether.api.webhook import (
+    WEBHOOK_ID,
+    CreateWebhookRequest,
+    DeliveryList,
+    RotateSigningSecretRequest,
+    UpdateWebhookRequest,
+    WebhookList,
+    WebhookObject,
+)
 
 PREFIXES = ("/v1", "/v1beta")
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
@@ -186,6 +195,7 @@ _ERRORS = {
     "413": "Request body too large, or too large to keep",
     "415": "Request body in an encoding or charset the gateway does not read",
     "422": "This Idempotency-Key was used for a different request",
+    "502": "The webhook's endpoint did not take the ping: the message says what it answered",
     "503": "The cluster is not answering; try again",
 }
 
@@ -231,6 +241,13 @@ _CREDENTIAL_PARAM = {
     "required": True,
     "description": "A credential's id, as given at create",
     "schema": {"type": "string", "minLength": 1},
+}
+_WEBHOOK_PARAM = {
+    "name": "webhook",
+    "in": "path",
+    "required": True,
+    "description": "A webhook's id, as create answered it",
+    "schema": {"type": "string", "pattern": WEBHOOK_ID.pattern},
 }
 _FILE_PATH = {
     "name": "path",
@@ -629,6 +646,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 },
             },
         },
+        **_webhook_operations(),
         "/environments/{environment}/files": {"get": _list_files([environment_param])},
         "/environments/{environment}/files/{path}": {
             "get": _list_files([environment_param, _FILE_PATH], download=True)
@@ -670,6 +688,108 @@ def _operations() -> dict[str, dict[str, Any]]:
     }
 
 
+def _webhook_operations() -> dict[str, Any]:
+    one = [_WEBHOOK_PARAM]
+    webhook = _json(_ref("WebhookObject"), "The webhook")
+    optional_body = {"required": False, "content": {"application/json": {"schema": {}}}}
+    return {
+        "/webhooks": {
+            "get": {
+                "summary": "List the tenant's webhooks (their secrets truncated)",
+                "parameters": PAGING,
+                "responses": {"200": _json(_ref("WebhookList")), **_errors(*_COMMON_ERRORS)},
+            },
+            "post": {
+                "summary": "Register an endpoint; the answer holds its signing secret, once",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateWebhookRequest"),
+                            "example": {
+                                "uri": "https://example.com/hook",
+                                "subscribed_events": ["interaction.completed"],
+                            },
+                        }
+                    },
+                },
+                "responses": {"200": webhook, **_errors(*_COMMON_ERRORS, "413", "415")},
+            },
+        },
+        "/webhooks/{webhook}": {
+            "get": {
+                "summary": "Get one of the tenant's webhooks",
+                "parameters": one,
+                "responses": {"200": webhook, **_errors(*_COMMON_ERRORS)},
+            },
+            "patch": {
+                "summary": "Change a webhook; enabling it clears a disable for failed deliveries",
+                "parameters": [
+                    _WEBHOOK_PARAM,
+                    {
+                        "name": "update_mask",
+                        "in": "query",
+                        "description": "Comma-separated fields to change; those given otherwise",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("UpdateWebhookRequest")}},
+                },
+                "responses": {"200": webhook, **_errors(*_COMMON_ERRORS, "413", "415")},
+            },
+            "delete": {
+                "summary": "Delete a webhook and its secrets",
+                "parameters": one,
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+        },
+        "/webhooks/{webhook}:rotateSigningSecret": {
+            "post": {
+                "summary": "A new signing secret; the old ones sign beside it for 24 h or stop now",
+                "parameters": one,
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("RotateSigningSecretRequest")}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"secret": {"type": "string"}},
+                            "required": ["secret"],
+                        },
+                        "The new secret, shown this once",
+                    ),
+                    **_errors(*_COMMON_ERRORS, "413", "415"),
+                },
+            }
+        },
+        "/webhooks/{webhook}:ping": {
+            "post": {
+                "summary": "Send the endpoint a signed webhook.ping now",
+                "parameters": one,
+                "requestBody": optional_body,
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Delivered"),
+                    **_errors(*_COMMON_ERRORS, "413", "415", "502"),
+                },
+            }
+        },
+        "/webhooks/{webhook}/deliveries": {
+            "get": {
+                "summary": "The endpoint's delivery log: recent attempts, newest first",
+                "parameters": one,
+                "responses": {"200": _json(_ref("DeliveryList")), **_errors(*_COMMON_ERRORS)},
+            }
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
@@ -687,6 +807,12 @@ def openapi_document() -> dict[str, Any]:
             (UpdateCredentialRequest, "validation"),
             (CredentialObject, "serialization"),
             (CredentialList, "serialization"),
+            (CreateWebhookRequest, "validation"),
+            (UpdateWebhookRequest, "validation"),
+            (RotateSigningSecretRequest, "validation"),
+            (WebhookObject, "serialization"),
+            (WebhookList, "serialization"),
+            (DeliveryList, "serialization"),
             (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),
         ],

@@ -17,9 +17,12 @@ MAX_JSON_DEPTH = 64
 far below where parsing, validation or the Kubernetes API would run out of stack."""
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; every way it can be malformed is a 400 saying how."""
+async def read_json(request: web.Request, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; every way it can be malformed is a 400 saying how. An
+    `optional` body may be left out (read as `{}`)."""
     raw = await request.read()
+    if optional and not raw.strip():
+        return {}
     charset = request.charset or "utf-8"
     try:
         text = raw.decode(charset)

@@ -22,7 +22,7 @@ from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog
 
-from . import environments, metrics, sweeps
+from . import environments, metrics, sweeps, webhooks
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .ending import Outcome, conclude, delete_children, resume_ended
@@ -50,6 +50,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
     memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
     memo.expirer = asyncio.create_task(environments.keep_expiring(memo.ctx))
+    memo.deliverer = asyncio.create_task(webhooks.keep_delivering(memo.ctx))
 
 
 @kopf.on.cleanup()
@@ -57,6 +58,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
     memo.sweeper.cancel()
     memo.expirer.cancel()
+    memo.deliverer.cancel()
     await ctx.runs.shutdown()
     await ctx.events.redis.aclose()
     await ctx.kube.close()

@@ -20,6 +20,7 @@ from tether.api.agent import AgentSpec, AgentStatus
 from tether.api.environment import EnvironmentSpec, EnvironmentStatus
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.api.model import ModelSpec, ModelStatus
+from tether.api.webhook import WebhookSpec, WebhookStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "crds"
@@ -126,6 +127,18 @@ RESOURCES: tuple[Resource, ...] = (
             {"name": "Bytes", "type": "integer", "jsonPath": ".status.sizeBytes"},
             {"name": "Last-Accessed", "type": "date", "jsonPath": ".status.lastAccessed"},
             {"name": "Run", "type": "string", "jsonPath": ".status.activeInteraction"},
+        ),
+    ),
+    Resource(
+        kind="Webhook",
+        plural="webhooks",
+        spec=WebhookSpec,
+        status=WebhookStatus,
+        printer_columns=(
+            {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
+            {"name": "Enabled", "type": "string", "jsonPath": ".spec.state"},
+            {"name": "Disabled-By-Failures", "type": "string", "jsonPath": ".status.state"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ),
     ),
 )

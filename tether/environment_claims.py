@@ -33,8 +33,9 @@ class EnvironmentUnavailable(Exception):
         self.message = message
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def now(after: dt.timedelta = dt.timedelta()) -> str:
+    """This moment (or the one `after` it) as every status timestamp spells it."""
+    return (dt.datetime.now(dt.UTC) + after).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _age(timestamp: str | None) -> float:

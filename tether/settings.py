@@ -95,3 +95,20 @@ class Settings(BaseSettings):
     """How often idle Environments are looked for."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""
+    webhook_retry_delays: list[float] = [5, 300, 1800, 7200, 18000, 36000, 21600]
+    """Seconds before each retry of a failed webhook delivery (JSON list): the default tries for
+    about 24 h. When none of the attempts succeeds, the endpoint is disabled."""
+    webhook_timeout_seconds: float = 10
+    """How long an endpoint has to answer one delivery."""
+    webhook_allow_private: bool = False
+    """Whether webhooks may call private, loopback and link-local addresses (`make up` allows
+    them, so a receiver on the developer's machine is called)."""
+    webhook_require_https: bool = False
+    """Whether a webhook's URI must be https."""
+    webhook_loopback_host: str = ""
+    """Where pods reach the host's loopback (`make up`: host.tether.internal): a webhook at
+    127.0.0.1 or localhost is called there, so a developer's receiver gets deliveries."""
+    webhook_hosts: list[str] = []
+    """When set (JSON list), the only hosts a webhook's URI may name."""
+    webhook_concurrency: int = 32
+    """Deliveries in flight at once, per operator."""

@@ -181,10 +181,6 @@ def test_an_unknown_agent_is_a_404_naming_it(http):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (
-            {"webhook_config": {"uris": ["https://hooks.example/x"]}},
-            "webhook_config is not supported yet",
-        ),
         ({"environment": "env-123"}, "environment applies only to agent interactions"),
         ({"environment": "remote"}, "environment applies only to agent interactions"),
     ],

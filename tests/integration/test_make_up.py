@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import sdk_client
 from tests.integration.test_real_node_host import processes_from
 from tests.integration.test_sdk_interactions import wait_until_ended
+from tests.integration.test_webhooks import Receiver, verified
 from tether.crds import ROOT
 from tether.dev.control_plane import free_port, helm_binary
 from tether.dev.fakes.anthropic import AnthropicServer
@@ -198,6 +199,21 @@ def test_a_vendor_key_serves_the_quickstart_tools_images_and_eva_unchanged(up):
     vendor.replies, vendor.served = [Reply("eva here")], 0
     eva = sdk.interactions.create(agent="eva", input="say hello")
     assert (eva.status, eva.output_text) == ("completed", "eva here")
+
+
+def test_a_receiver_on_the_hosts_loopback_gets_signed_webhooks_from_the_chart(up):
+    sdk, vendor = up.sdk, up.vendor
+    with Receiver() as receiver:
+        webhook = sdk.webhooks.create(uri=receiver.url, subscribed_events=["interaction.completed"])
+        try:
+            vendor.replies, vendor.served = [Reply("announced")], 0
+            started = sdk.interactions.create(model="claude-opus-5-5", input="hi", background=True)
+            wait_until_ended(sdk, started.id)
+            [(headers, body, _)] = receiver.wait(1, timeout=60)
+            message = verified(webhook.new_signing_secret, headers, body)
+            assert message["data"]["id"] == started.id
+        finally:
+            sdk.webhooks.delete(webhook.id)
 
 
 def test_make_demo_runs_its_agent_under_gvisor_and_reaches_the_hosts_loopback(up):

@@ -151,10 +151,14 @@ class GenerationConfig(ApiModel):
         return self
 
 
-class WebhookConfig(ApiModel):
-    """Where to announce that an interaction finished, failed or needs action."""
+WebhookUri = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/\S*)?$", max_length=2048)]
 
-    uris: list[str] | None = None
+
+class WebhookConfig(ApiModel):
+    """Where to announce that this interaction ended, instead of the tenant's webhooks; and
+    what to send back with it."""
+
+    uris: list[WebhookUri] | None = Field(default=None, max_length=10)
     user_metadata: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_FORM)
 
 

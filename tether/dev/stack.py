@@ -247,6 +247,11 @@ class DevStack(Component):
             # the proxy runs on the host, where HOST_ALIAS is its loopback
             "TETHER_EGRESS_HOSTS": json.dumps(dict.fromkeys(HOST_NAMES, "127.0.0.1")),
             "TETHER_SANDBOX_IMAGE": images.image_name("sandbox"),
+            # receivers on this machine, retried within a test's patience
+            "TETHER_WEBHOOK_ALLOW_PRIVATE": "true",
+            "TETHER_WEBHOOK_RETRY_DELAYS": "[0.5, 1, 2]",
+            "TETHER_WEBHOOK_TIMEOUT_SECONDS": "3",
+            "TETHER_WEBHOOK_HOSTS": json.dumps(["127.0.0.1", "localhost"]),  # this machine only
         }
 
     def _start_redis(self) -> None:

@@ -56,6 +56,8 @@ def release_values(port: int, agent_model: str) -> dict[str, Any]:
         "gateway": {"replicas": 1, "service": {"type": "NodePort", "nodePort": port}},
         "sandbox": {"runtimeClassName": "gvisor"},
         "egress": {"namedHosts": {HOST_ALIAS: ""}},
+        # a receiver on this machine's loopback gets deliveries
+        "webhooks": {"allowPrivate": True, "loopbackHost": HOST_ALIAS},
         "redis": {"image": images.REDIS_IMAGE},
         "defaults": {"agentModel": agent_model},
         "tenants": [DEFAULT_TENANT],

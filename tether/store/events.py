@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 
 from tether.store.connection import BLOCK_MS
+from tether.store.webhook_queue import DUE, job_key
 
 TERMINAL_EVENT = "interaction.completed"
 DELETED = "interaction_deleted"
@@ -30,11 +32,16 @@ _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 """
-# KEYS: stream, ended marker. ARGV: ttl, events... Returns 1 if this call announced the end.
+# KEYS: stream, ended marker, webhook job, webhook due set. ARGV: ttl, webhook job (or ''),
+# now, events... Returns 1 if this call announced the end.
 _END = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 2, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for i = 4, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[3], cjson.decode(ARGV[2])['id'])
+end
 return 1
 """
 
@@ -91,11 +98,24 @@ class EventLog:
 
         return emit
 
-    async def end(self, namespace: str, name: str, events: list[dict[str, Any]]) -> bool:
+    async def end(
+        self,
+        namespace: str,
+        name: str,
+        events: list[dict[str, Any]],
+        webhook: dict[str, Any] | None = None,
+    ) -> bool:
         """Append the closing events, once: True if this call wrote them, False if the end was
-        already announced. The log is kept for resume for a while, then Redis drops it."""
-        keys = [stream_key(namespace, name), _ended_key(namespace, name)]
-        args = [self.ttl_seconds, *(json.dumps(e) for e in events)]
+        already announced. The log is kept for resume for a while, then Redis drops it. A
+        `webhook` job goes into the outbox with them, so it is sent for this end only once."""
+        keys = [
+            stream_key(namespace, name),
+            _ended_key(namespace, name),
+            job_key(webhook["id"] if webhook else ""),
+            DUE,
+        ]
+        job = json.dumps(webhook) if webhook else ""
+        args = [self.ttl_seconds, job, time.time(), *(json.dumps(e) for e in events)]
         return bool(await self._end(keys=keys, args=args))
 
     async def has_ended(self, namespace: str, name: str) -> bool:

@@ -63,6 +63,17 @@ securityContext:
 - name: TETHER_SANDBOX_RUNTIME_CLASS_NAME
   value: {{ . }}
 {{- end }}
+{{- /* Webhooks: the gateway pings, the operator delivers; both call only what these allow. */}}
+- name: TETHER_WEBHOOK_ALLOW_PRIVATE
+  value: {{ .Values.webhooks.allowPrivate | quote }}
+- name: TETHER_WEBHOOK_REQUIRE_HTTPS
+  value: {{ .Values.webhooks.requireHttps | quote }}
+- name: TETHER_WEBHOOK_RETRY_DELAYS
+  value: {{ .Values.webhooks.retryDelays | toJson | quote }}
+- name: TETHER_WEBHOOK_HOSTS
+  value: {{ .Values.webhooks.hosts | toJson | quote }}
+- name: TETHER_WEBHOOK_LOOPBACK_HOST
+  value: {{ .Values.webhooks.loopbackHost | quote }}
 - name: TETHER_EGRESS_PROXY_URL
   value: http://{{ .Release.Name }}-egress.{{ .Release.Namespace }}.svc:{{ .Values.egress.port }}
 {{- end }}
