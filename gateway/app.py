@@ -42,6 +42,7 @@ from . import (
     files,
     interactions,
     internal,
+    triggers,
     webhooks,
 )
 from .auth import ApiKeys, tenant_middleware
@@ -99,6 +100,7 @@ def public_api() -> web.Application:
     environments.add_routes(api)
     credentials.add_routes(api)
     webhooks.add_routes(api)
+    triggers.add_routes(api)
     environment_files.add_routes(api)
     return api
 

@@ -50,7 +50,6 @@ async def create(request: web.Request) -> web.StreamResponse:
     state, namespace = request.config_dict[STATE], request[TENANT]
     create_request = CreateInteractionRequest.from_wire(await read_json(request))
     spec = create_request.spec()
-    _refuse_what_would_be_ignored(spec)
     body = spec.to_kube()
     fingerprint = idempotency.fingerprint(body)
     if (size := len(fingerprint.canonical)) > MAX_SPEC_BYTES:
@@ -65,12 +64,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             return await _answer(request, state, create_request, existing)
     else:
         name = new_id()
-    await _check_target(state, namespace, spec)
-    await _check_previous(state, namespace, spec)
-    if spec.webhook_config and (
-        problems := await webhooks.config_problems(state, namespace, spec.webhook_config)
-    ):
-        raise ApiError(400, "; ".join(problems))
+    await check_spec(state, namespace, spec)
 
     labels = {**(spec.labels or {}), KIND_LABEL: "model" if spec.model else "agent"}
     annotations = {ACCEPTED_ANNOTATION: f"{time.time():.6f}"}
@@ -258,6 +252,18 @@ async def list_(request: web.Request) -> web.Response:
     if next_token := found["metadata"].get("continue"):
         body["next_page_token"] = next_token
     return web.json_response(body)
+
+
+async def check_spec(state: State, namespace: str, spec: InteractionSpec) -> None:
+    """Everything a new interaction must be, beyond its shape: what it names exists, is the
+    tenant's to use, and can act on all it asks. Otherwise nothing is created."""
+    _refuse_what_would_be_ignored(spec)
+    await _check_target(state, namespace, spec)
+    await _check_previous(state, namespace, spec)
+    if spec.webhook_config and (
+        problems := await webhooks.config_problems(state, namespace, spec.webhook_config)
+    ):
+        raise ApiError(400, "; ".join(problems))
 
 
 def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:

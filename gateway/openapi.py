@@ -31,6 +31,15 @@ from tether.api.interaction import (
     Phase,
     Step,
 )
+from tether.api.trigger import (
+    TRIGGER_ID,
+    CreateTriggerRequest,
+    TriggerExecutionList,
+    TriggerExecutionObject,
+    TriggerList,
+    TriggerObject,
+    UpdateTriggerRequest,
+)
 from tether.api.webhook import (
     WEBHOOK_ID,
     CreateWebhookRequest,
@@ -248,6 +257,13 @@ _WEBHOOK_PARAM = {
     "required": True,
     "description": "A webhook's id, as create answered it",
     "schema": {"type": "string", "pattern": WEBHOOK_ID.pattern},
+}
+_TRIGGER_PARAM = {
+    "name": "trigger",
+    "in": "path",
+    "required": True,
+    "description": "A trigger's id, as create answered it",
+    "schema": {"type": "string", "pattern": TRIGGER_ID},
 }
 _FILE_PATH = {
     "name": "path",
@@ -647,6 +663,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             },
         },
         **_webhook_operations(),
+        **_trigger_operations(),
         "/environments/{environment}/files": {"get": _list_files([environment_param])},
         "/environments/{environment}/files/{path}": {
             "get": _list_files([environment_param, _FILE_PATH], download=True)
@@ -790,6 +807,80 @@ def _webhook_operations() -> dict[str, Any]:
     }
 
 
+def _trigger_operations() -> dict[str, Any]:
+    one = [_TRIGGER_PARAM]
+    by_id = [{**_TRIGGER_PARAM, "name": "trigger_id"}]
+    trigger = _json(_ref("TriggerObject"), "The trigger")
+    return {
+        "/triggers": {
+            "get": {
+                "summary": "List the tenant's triggers",
+                "parameters": PAGING,
+                "responses": {"200": _json(_ref("TriggerList")), **_errors(*_COMMON_ERRORS)},
+            },
+            "post": {
+                "summary": "Run an agent on a cron schedule",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": _ref("CreateTriggerRequest"),
+                            "example": {
+                                "interaction": {"agent": "eva", "input": "the daily report"},
+                                "schedule": "0 9 * * 1-5",
+                                "time_zone": "Europe/Paris",
+                            },
+                        }
+                    },
+                },
+                "responses": {"200": trigger, **_errors(*_COMMON_ERRORS, "413", "415")},
+            },
+        },
+        "/triggers/{trigger}": {
+            "get": {
+                "summary": "Get one of the tenant's triggers",
+                "parameters": one,
+                "responses": {"200": trigger, **_errors(*_COMMON_ERRORS)},
+            },
+            "patch": {
+                "summary": "Rename, pause or resume a trigger",
+                "parameters": one,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("UpdateTriggerRequest")}},
+                },
+                "responses": {"200": trigger, **_errors(*_COMMON_ERRORS, "413", "415")},
+            },
+            "delete": {
+                "summary": "Delete a trigger (the interactions it ran stay)",
+                "parameters": one,
+                "responses": {
+                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+        },
+        "/triggers/{trigger_id}/executions": {
+            "get": {
+                "summary": "The trigger's executions, newest first",
+                "parameters": [*by_id, *PAGING],
+                "responses": {
+                    "200": _json(_ref("TriggerExecutionList")),
+                    **_errors(*_COMMON_ERRORS),
+                },
+            },
+            "post": {
+                "summary": "Run the trigger now",
+                "parameters": by_id,
+                "responses": {
+                    "200": _json(_ref("TriggerExecutionObject"), "The execution"),
+                    **_errors(*_COMMON_ERRORS, "409"),
+                },
+            },
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
@@ -813,6 +904,12 @@ def openapi_document() -> dict[str, Any]:
             (WebhookObject, "serialization"),
             (WebhookList, "serialization"),
             (DeliveryList, "serialization"),
+            (CreateTriggerRequest, "validation"),
+            (UpdateTriggerRequest, "validation"),
+            (TriggerObject, "serialization"),
+            (TriggerList, "serialization"),
+            (TriggerExecutionObject, "serialization"),
+            (TriggerExecutionList, "serialization"),
             (InteractionEvent, "serialization"),
             (ErrorBody, "serialization"),
         ],

@@ -6,7 +6,7 @@ finishes what was left and repeats nothing:
 1. one compare-and-swap of the status to a terminal phase (on the resource version), retried
    through API server outages: the first ending written wins, a later one changes nothing;
 2. one announcement in the event log (`interaction.completed` and its companions, written
-   atomically with an "ended" marker, so never twice), and with it the webhook message;
+   atomically with an "ended" marker, so never twice), and with it the webhook messages;
 3. the clean-up: the sandbox's pod, Secret and NetworkPolicy, and a `store: false` record.
 """
 
@@ -33,7 +33,7 @@ from tether.store.outputs import fits_status
 from . import metrics
 from .context import Context
 from .sandbox_pod import child_name
-from .webhooks import ending_job
+from .webhooks import ending_jobs
 
 log = logging.getLogger("tether.operator")
 RECENT_SECONDS = 600
@@ -175,9 +175,9 @@ async def settle(
         *({"event_type": "error", "error": error} for error in status.get("errors") or []),
         {"event_type": "interaction.completed", "interaction": view},
     ]
-    webhook = ending_job(final)
+    webhooks = ending_jobs(final)
     announced = await through_outages(
-        lambda: ctx.events.end(namespace, name, events, webhook), f"announce {namespace}/{name}"
+        lambda: ctx.events.end(namespace, name, events, webhooks), f"announce {namespace}/{name}"
     )
     kind = kind_of(final)
     if announced:

@@ -22,7 +22,7 @@ from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog
 
-from . import environments, metrics, sweeps, webhooks
+from . import environments, metrics, sweeps, triggers, webhooks
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .ending import Outcome, conclude, delete_children, resume_ended
@@ -51,6 +51,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
     memo.expirer = asyncio.create_task(environments.keep_expiring(memo.ctx))
     memo.deliverer = asyncio.create_task(webhooks.keep_delivering(memo.ctx))
+    memo.scheduler = asyncio.create_task(triggers.keep_firing(memo.ctx))
 
 
 @kopf.on.cleanup()
@@ -59,6 +60,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.sweeper.cancel()
     memo.expirer.cancel()
     memo.deliverer.cancel()
+    memo.scheduler.cancel()
     await ctx.runs.shutdown()
     await ctx.events.redis.aclose()
     await ctx.kube.close()

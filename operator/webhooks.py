@@ -16,8 +16,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import webhook_sender
 from tether.api.interaction import WebhookConfig
+from tether.api.trigger import TRIGGER_LABEL, execution_view
 from tether.api.webhook import (
     INTERACTION_EVENTS,
+    TRIGGER_EVENT,
     WebhookStatus,
     active,
     enabled,
@@ -39,11 +41,13 @@ claimed again."""
 POLL_SECONDS = 0.5
 
 
-def ending_job(obj: dict[str, Any]) -> dict[str, Any]:
-    """The message an ended interaction announces: to the tenant's webhooks, or to the URIs
-    its `webhook_config` names instead."""
+def ending_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages an ended interaction announces: its end, to the tenant's webhooks or to
+    the URIs its `webhook_config` names instead; and, for a trigger's execution, that it
+    finished, to the tenant's webhooks."""
     meta, status = obj["metadata"], obj.get("status") or {}
-    phase = status["phase"]
+    namespace, phase = meta["namespace"], status["phase"]
+    moment = status.get("updated") or now()
     event = INTERACTION_EVENTS[phase]
     data: dict[str, Any] = {"id": meta["name"], "status": phase}
     for kind in ("agent", "model"):
@@ -52,9 +56,20 @@ def ending_job(obj: dict[str, Any]) -> dict[str, Any]:
     config = WebhookConfig.from_kube(obj["spec"].get("webhookConfig") or {})
     if config.user_metadata is not None:
         data["user_metadata"] = config.user_metadata
-    body = event_body(event, status.get("updated") or now(), data)
-    job_id = message_id(meta["namespace"], meta["name"], meta["uid"], event)
-    return message_job(job_id, meta["namespace"], event, body, config.uris)
+    job_id = message_id(namespace, meta["name"], meta["uid"], event)
+    jobs = [message_job(job_id, namespace, event, event_body(event, moment, data), config.uris)]
+    if trigger := (meta.get("labels") or {}).get(TRIGGER_LABEL):
+        execution = execution_view(obj)
+        finished = {
+            "trigger_id": trigger,
+            "execution_id": execution["id"],
+            "interaction_id": meta["name"],
+            "status": execution["status"],
+        }
+        job_id = message_id(namespace, meta["name"], meta["uid"], TRIGGER_EVENT)
+        body = event_body(TRIGGER_EVENT, moment, finished)
+        jobs.append(message_job(job_id, namespace, TRIGGER_EVENT, body))
+    return jobs
 
 
 async def signing_secrets(ctx: Context, namespace: str, webhook: str) -> list[str]:

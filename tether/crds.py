@@ -20,6 +20,7 @@ from tether.api.agent import AgentSpec, AgentStatus
 from tether.api.environment import EnvironmentSpec, EnvironmentStatus
 from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.api.model import ModelSpec, ModelStatus
+from tether.api.trigger import TriggerSpec, TriggerStatus
 from tether.api.webhook import WebhookSpec, WebhookStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +140,19 @@ RESOURCES: tuple[Resource, ...] = (
             {"name": "Enabled", "type": "string", "jsonPath": ".spec.state"},
             {"name": "Disabled-By-Failures", "type": "string", "jsonPath": ".status.state"},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ),
+    ),
+    Resource(
+        kind="Trigger",
+        plural="triggers",
+        spec=TriggerSpec,
+        status=TriggerStatus,
+        printer_columns=(
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Zone", "type": "string", "jsonPath": ".spec.timeZone"},
+            {"name": "Status", "type": "string", "jsonPath": ".spec.status"},
+            {"name": "Errored", "type": "date", "jsonPath": ".status.errored"},
+            {"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRunTime"},
         ),
     ),
 )

@@ -95,9 +95,10 @@ class Settings(BaseSettings):
     """How often idle Environments are looked for."""
     sync_wait_seconds: float = 600
     """A create without background answers when the run ends, or after this long."""
-    webhook_retry_delays: list[float] = [5, 300, 1800, 7200, 18000, 36000, 21600]
-    """Seconds before each retry of a failed webhook delivery (JSON list): the default tries for
-    about 24 h. When none of the attempts succeeds, the endpoint is disabled."""
+    webhook_retry_delays: list[float] = [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
+    """Seconds before each retry of a failed webhook delivery (JSON list): the default backs off
+    exponentially for about 24 h. When none of the attempts succeeds, the endpoint is
+    disabled."""
     webhook_timeout_seconds: float = 10
     """How long an endpoint has to answer one delivery."""
     webhook_allow_private: bool = False
@@ -112,3 +113,8 @@ class Settings(BaseSettings):
     """When set (JSON list), the only hosts a webhook's URI may name."""
     webhook_concurrency: int = 32
     """Deliveries in flight at once, per operator."""
+    trigger_check_seconds: float = 5
+    """How often the operator looks for triggers that are due (a schedule's resolution)."""
+    trigger_catch_up_seconds: float = 3600
+    """Scheduled times missed by less than this (the operator was away) are each fired when it
+    is back; of older ones, only the latest."""

@@ -25,7 +25,8 @@ INTERACTION_EVENTS: dict[str, str] = {
     phase: f"interaction.{phase}" for phase in sorted(TERMINAL_PHASES)
 }
 """The event each way an interaction ends announces."""
-EVENTS: tuple[str, ...] = tuple(sorted(INTERACTION_EVENTS.values()))
+TRIGGER_EVENT = "trigger.execution_finished"
+EVENTS: tuple[str, ...] = (*sorted(INTERACTION_EVENTS.values()), TRIGGER_EVENT)
 PING = "webhook.ping"
 WEBHOOK_ID = re.compile(r"^wh-[0-9a-f]{12}$")
 SECRET_PREFIX = "whsec_"

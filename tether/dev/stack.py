@@ -252,6 +252,7 @@ class DevStack(Component):
             "TETHER_WEBHOOK_RETRY_DELAYS": "[0.5, 1, 2]",
             "TETHER_WEBHOOK_TIMEOUT_SECONDS": "3",
             "TETHER_WEBHOOK_HOSTS": json.dumps(["127.0.0.1", "localhost"]),  # this machine only
+            "TETHER_TRIGGER_CHECK_SECONDS": "0.5",  # schedules with seconds fire on time
         }
 
     def _start_redis(self) -> None:

@@ -32,16 +32,18 @@ _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 """
-# KEYS: stream, ended marker, webhook job, webhook due set. ARGV: ttl, webhook job (or ''),
-# now, events... Returns 1 if this call announced the end.
+# KEYS: stream, ended marker, webhook due set, then one key per webhook job. ARGV: ttl, now,
+# the number of jobs n, n job ids, n jobs, then the events. Returns 1 if this call announced
+# the end.
 _END = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-for i = 4, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[2])
-  redis.call('ZADD', KEYS[4], ARGV[3], cjson.decode(ARGV[2])['id'])
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  redis.call('SET', KEYS[3 + i], ARGV[3 + n + i])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3 + i])
 end
+for i = 4 + 2 * n, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -103,19 +105,25 @@ class EventLog:
         namespace: str,
         name: str,
         events: list[dict[str, Any]],
-        webhook: dict[str, Any] | None = None,
+        webhooks: list[dict[str, Any]] = (),
     ) -> bool:
         """Append the closing events, once: True if this call wrote them, False if the end was
-        already announced. The log is kept for resume for a while, then Redis drops it. A
-        `webhook` job goes into the outbox with them, so it is sent for this end only once."""
+        already announced. The log is kept for resume for a while, then Redis drops it. The
+        `webhooks` jobs go into the outbox with them, so they are sent for this end only once."""
         keys = [
             stream_key(namespace, name),
             _ended_key(namespace, name),
-            job_key(webhook["id"] if webhook else ""),
             DUE,
+            *(job_key(job["id"]) for job in webhooks),
         ]
-        job = json.dumps(webhook) if webhook else ""
-        args = [self.ttl_seconds, job, time.time(), *(json.dumps(e) for e in events)]
+        args = [
+            self.ttl_seconds,
+            time.time(),
+            len(webhooks),
+            *(job["id"] for job in webhooks),
+            *(json.dumps(job) for job in webhooks),
+            *(json.dumps(e) for e in events),
+        ]
         return bool(await self._end(keys=keys, args=args))
 
     async def has_ended(self, namespace: str, name: str) -> bool:

@@ -4,7 +4,12 @@ names them."""
 
 from __future__ import annotations
 
-from tether.operator.webhooks import ending_job
+from tether.operator.webhooks import ending_jobs
+
+
+def ending_job(obj: dict) -> dict:
+    [job] = ending_jobs(obj)
+    return job
 
 
 def ended(phase: str, uid: str = "u1", **spec) -> dict:
@@ -36,3 +41,17 @@ def test_an_interactions_own_webhook_config_names_where_it_goes_and_what_it_carr
     job = ending_job(ended("failed", webhookConfig=config))
     assert job["uris"] == ["https://hooks.example.com/a"]
     assert job["body"]["data"]["user_metadata"] == {"job": 7}
+
+
+def test_a_triggers_execution_also_announces_that_it_finished():
+    obj = ended("incomplete")
+    obj["metadata"]["labels"] = {"tether.dev/trigger": "tr-0123456789ab"}
+    _, finished = ending_jobs(obj)
+    assert finished["event"] == "trigger.execution_finished"
+    assert finished["body"]["data"] == {
+        "trigger_id": "tr-0123456789ab",
+        "execution_id": "ix-1",
+        "interaction_id": "ix-1",
+        "status": "failed",
+    }
+    assert finished["id"] != ending_jobs(obj)[0]["id"]
