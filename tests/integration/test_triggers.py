@@ -16,7 +16,7 @@ from google.genai._interactions_errors import APIStatusError
 
 from tests.integration.test_agent_runs import call
 from tests.integration.test_sdk_interactions import wait_until_ended
-from tests.integration.test_webhooks import Receiver, verified
+from tests.integration.test_webhooks import Receiver, message_about
 
 EVERY_2_SECONDS = "* * * * * */2"
 
@@ -96,18 +96,6 @@ def test_a_trigger_runs_its_agent_on_schedule_and_lists_its_executions(
     assert trigger.id in {t["metadata"]["name"] for t in names["items"]}
 
 
-def ours(receiver: Receiver, secret: str, trigger: str, timeout: float = 30) -> dict:
-    """The first verified message about `trigger` (earlier tests' executions may still end)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for headers, body, _ in receiver.wait(1, timeout=deadline - time.monotonic()):
-            message = verified(secret, headers, body)
-            if message["data"].get("trigger_id") == trigger:
-                return message
-        assert time.monotonic() < deadline, "no message about the trigger"
-        time.sleep(0.2)
-
-
 def test_run_starts_an_execution_now_and_its_end_is_announced(client, script, triggers):
     model = script("trigger-now", [{"text": "now"}])
     trigger = triggers(interaction=agent(model), schedule="0 0 1 1 *", time_zone="UTC")
@@ -119,7 +107,7 @@ def test_run_starts_an_execution_now_and_its_end_is_announced(client, script, tr
             execution = client.triggers.run(trigger.id)
             assert execution.trigger_id == trigger.id and execution.status == "in_progress"
             done = wait_until_ended(client, execution.interaction_id, timeout=90)
-            message = ours(receiver, webhook.new_signing_secret, trigger.id)
+            message = message_about(receiver, webhook.new_signing_secret, "trigger_id", trigger.id)
         finally:
             client.webhooks.delete(webhook.id)
     assert done.output_text == "now"

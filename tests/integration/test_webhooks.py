@@ -17,6 +17,7 @@ import pytest
 import standardwebhooks
 from google.genai._interactions_errors import APIStatusError
 
+from tests.conftest import sdk_client
 from tests.integration.test_agent_runs import agent_run
 from tests.integration.test_sdk_interactions import wait_until_ended
 
@@ -67,10 +68,39 @@ class Receiver:
             return list(self.received)
 
 
+def message_about(
+    receiver: Receiver, secret: str, key: str, value: str, timeout: float = 60
+) -> dict:
+    """The first verified message whose `data[key]` is `value`: runs other tests left behind
+    may end meanwhile, and their messages arrive too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for headers, body, _ in receiver.wait(1, timeout=max(deadline - time.monotonic(), 0)):
+            message = verified(secret, headers, body)
+            if message["data"].get(key) == value:
+                return message
+        assert time.monotonic() < deadline, f"no message with {key} {value}"
+        time.sleep(0.2)
+
+
 def verified(secret: str, headers: dict[str, str], body: bytes) -> dict:
     """The message, if `secret` verifies it (standardwebhooks raises otherwise)."""
     wanted = {k: v for k, v in headers.items() if k.lower().startswith("webhook-")}
     return standardwebhooks.Webhook(secret).verify(body, {k.lower(): v for k, v in wanted.items()})
+
+
+TENANT = "tenant-hooks"
+"""A tenant of these tests alone: no run another test left behind ends into its webhooks."""
+
+
+@pytest.fixture(scope="module")
+def api_key(stack) -> str:
+    return stack.add_tenant(TENANT)
+
+
+@pytest.fixture(scope="module")
+def client(stack, api_key):
+    return sdk_client(stack.url, api_key)
 
 
 @pytest.fixture
@@ -81,7 +111,7 @@ def receiver():
 
 @pytest.fixture
 def registered(client, receiver):
-    """A webhook of tenant-a for completed interactions, deleted afterwards."""
+    """A webhook of the tenant for completed interactions, deleted afterwards."""
     created = client.webhooks.create(
         uri=receiver.url, subscribed_events=["interaction.completed"], name="test receiver"
     )
@@ -102,7 +132,7 @@ def test_a_webhook_is_created_listed_updated_and_deleted_and_its_secret_shown_on
     assert got.new_signing_secret is None and got.uri == registered.uri
     assert registered.id in {w.id for w in client.webhooks.list().webhooks}
     custom = kubernetes.client.CustomObjectsApi(stack.control_plane.api_client())
-    listed = custom.list_namespaced_custom_object("tether.dev", "v1alpha1", "tenant-a", "webhooks")
+    listed = custom.list_namespaced_custom_object("tether.dev", "v1alpha1", TENANT, "webhooks")
     assert registered.id in {w["metadata"]["name"] for w in listed["items"]}
     updated = client.webhooks.update(
         registered.id, subscribed_events=["interaction.failed"], state="disabled"
@@ -121,7 +151,7 @@ def wait_gone(core, secret: str, timeout: float = 30) -> bool:
     """The Secret goes with its Webhook (the garbage collector follows its owner)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        names = {s.metadata.name for s in core.list_namespaced_secret("tenant-a").items}
+        names = {s.metadata.name for s in core.list_namespaced_secret(TENANT).items}
         if secret not in names:
             return True
         time.sleep(0.2)
@@ -129,9 +159,17 @@ def wait_gone(core, secret: str, timeout: float = 30) -> bool:
 
 
 def test_an_agent_run_that_ends_is_announced_signed_to_its_tenants_webhook(
-    client, script, receiver, registered
+    stack, client, receiver, registered
 ):
-    model = script("webhook-agent", [{"text": "done"}])
+    model = "webhook-agent"
+    stack.cluster.apply(
+        {
+            "apiVersion": "tether.dev/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": model, "namespace": TENANT},
+            "spec": {"provider": "scripted", "responses": [{"text": "done"}]},
+        }
+    )
     done = agent_run(client, model)
     assert done.status == "completed"
     [(headers, body, _)] = receiver.wait(1)
@@ -288,7 +326,7 @@ def test_an_interactions_own_webhook_config_is_checked_before_it_is_created(
 
     def interactions() -> set[str]:
         listed = custom.list_namespaced_custom_object(
-            "tether.dev", "v1alpha1", "tenant-a", "interactions"
+            "tether.dev", "v1alpha1", TENANT, "interactions"
         )
         return {i["metadata"]["name"] for i in listed["items"]}
 
