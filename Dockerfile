@@ -54,13 +54,17 @@ EXPOSE 3128
 CMD ["python", "-m", "tether.egress"]
 
 # The sandbox: where agents run code. Common data tools, git (repository sources), and
-# Chromium for the browser tools to come. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
+# Chromium with Playwright (the sandbox extra; its node driver needs libatomic1) for the browser
+# tools. Non-root (uid 1000, as the sandbox pod runs it); /workspace is the pod's volume.
 FROM python:3.11-slim AS sandbox
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TETHER_CHROMIUM=/usr/bin/chromium
 RUN apt-get update \
- && apt-get install -y --no-install-recommends bash ca-certificates curl git jq chromium fonts-liberation \
+ && apt-get install -y --no-install-recommends bash ca-certificates curl git jq chromium fonts-liberation libatomic1 \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install "pandas>=2.2,<3" "numpy>=2,<3" "requests>=2.32,<3" "beautifulsoup4>=4.12,<5" "lxml>=5,<7"
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python -c "import tomllib; print(*tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['optional-dependencies']['sandbox'], sep='\n')" > /tmp/sandbox.txt \
+ && pip install -r /tmp/sandbox.txt && rm /tmp/pyproject.toml /tmp/sandbox.txt
 COPY --from=app /install /usr/local
 RUN useradd --uid 1000 --home-dir /workspace --shell /bin/bash sandbox && mkdir -p /workspace \
  && chown 1000:1000 /workspace

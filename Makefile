@@ -9,7 +9,7 @@ EGRESS_STAMP := $(EGRESS_VENV)/.installed-$(shell cat pyproject.toml egress/requ
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
-.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo bench bench-sandbox images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo demo-browser bench bench-sandbox images kind-up kind-deploy kind-e2e
 
 ## The platform's environment (.venv), and the egress proxy's (.venv-egress: mitmproxy's pins
 ## clash with the vendor SDKs', see egress/requirements.txt).
@@ -38,12 +38,13 @@ control-plane:
 node-parts:
 	@scripts/node.sh
 
-## Debian packages the test stack runs on the host: redis-server.
+## Debian packages the test stack runs on the host: redis-server, and Chromium (the browser
+## tools' tests drive it from the workspace server on the host).
 system-deps:
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server"; \
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing redis-server and chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq redis-server >/dev/null; }
+	    apt-get install -y -qq redis-server chromium fonts-liberation >/dev/null; }
 
 ## Regenerate crds/ from the pydantic models in tether/api.
 crds: venv
@@ -88,6 +89,11 @@ down: venv
 ## fetches two pricing pages, parses them with Python, and writes prices.csv.
 demo: venv
 	@$(PY) -m tether.dev.demo
+
+## The same with pages that render their prices with JavaScript: the agent reads them with its
+## headless browser (browser_navigate), where a plain fetch shows no price.
+demo-browser: venv
+	@$(PY) -m tether.dev.demo --browser
 
 ## Gateway overhead on each provider path, against calling the model server directly and
 ## against LiteLLM's proxy; writes BENCHMARKS.md. The first run installs LiteLLM in a venv of

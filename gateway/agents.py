@@ -4,7 +4,6 @@ namespace) are listed and readable by every tenant, and changed by none."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -13,7 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tether import agents, sandbox_policy
-from tether.api import API_VERSION
+from tether.api import resource
 from tether.api.agent import AgentObject, AgentSpec
 from tether.api.common import AgentConfig
 from tether.api.interaction import InteractionSpec
@@ -25,9 +24,6 @@ from .errors import ApiError, describe_validation, not_found
 from .parsing import page_size, read_json
 from .state import STATE, State
 
-BUILT_IN_TOOLS = frozenset({"code_execution", "url_context"})
-"""The built-in tools every agent run has (run_code, fetch_url and the workspace's files)."""
-TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _PHASES = ("tenant", "platform")
 """A list pages through the tenant's agents, then the platform's."""
 
@@ -41,11 +37,6 @@ def agent_view(obj: dict[str, Any]) -> dict[str, Any]:
     if "agent_config" in view:
         view["agent_config"].pop("type", None)
     return view
-
-
-def agent_resource(namespace: str, id_: str, spec: AgentSpec) -> dict[str, Any]:
-    meta = {"name": id_, "namespace": namespace}
-    return {"apiVersion": API_VERSION, "kind": "Agent", "metadata": meta, "spec": spec.to_kube()}
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -81,7 +72,9 @@ async def create(request: web.Request) -> web.Response:
     spec = _as_limits(body.spec())
     await _check(state, namespace, id_, spec)
     try:
-        created = await state.kube.create("agents", namespace, agent_resource(namespace, id_, spec))
+        created = await state.kube.create(
+            "agents", namespace, resource("Agent", namespace, id_, spec.to_kube())
+        )
     except ApiException as error:
         if error.status != 409:
             raise
@@ -143,7 +136,7 @@ def _addressed(request: web.Request) -> tuple[State, str, str]:
 
 async def _check(state: State, namespace: str, id_: str, spec: AgentSpec) -> None:
     """Everything about a new agent that can be checked now, each problem named by its field."""
-    problems = list(tool_problems(spec))
+    problems = list(agents.tool_problems(spec.tools or []))
     found = await state.catalog.agent(namespace, id_)
     if found is not None and found["metadata"]["namespace"] != namespace:
         raise ApiError(409, f"agent id {id_!r} is a platform agent's", "already_exists")
@@ -175,27 +168,6 @@ async def _check(state: State, namespace: str, id_: str, spec: AgentSpec) -> Non
             problems.append(f"agent_config.model: model {run.model!r} not found")
     if problems:
         raise ApiError(400, "; ".join(problems))
-
-
-def tool_problems(spec: AgentSpec):
-    """What is wrong with an agent's tools: function tools need a unique name and an object
-    schema; built-in tools must be ones agent runs have."""
-    seen: set[str] = set()
-    for i, tool in enumerate(spec.tools or []):
-        where = f"tools[{i}]"
-        if tool.type == "function":
-            if not tool.name or not TOOL_NAME.match(tool.name):
-                yield f"{where}.name: a function tool needs a name of letters, digits, _ and -"
-            elif tool.name in seen:
-                yield f"{where}.name: {tool.name!r} is declared twice"
-            seen.add(tool.name or "")
-            if tool.parameters is not None and tool.parameters.get("type") != "object":
-                yield f"{where}.parameters: a function's parameters are an object schema"
-        elif tool.type not in BUILT_IN_TOOLS:
-            yield (
-                f"{where}: the built-in tool {tool.type!r} is not available to agents; "
-                f"they have {', '.join(sorted(BUILT_IN_TOOLS))} and function tools"
-            )
 
 
 def add_routes(api: web.Application) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from kubernetes.utils.quantity import parse_quantity
 
 from tether import agents, environment_claims, sandbox_policy
-from tether.api import API_VERSION
+from tether.api import resource
 from tether.api.common import SandboxEnvironment
 from tether.api.environment import (
     CreateEnvironmentRequest,
@@ -50,16 +50,6 @@ def environment_view(obj: dict[str, Any]) -> dict[str, Any]:
         active_interaction=status.active_interaction,
         **spec.model_dump(exclude_none=True),
     ).to_wire()
-
-
-def environment_resource(namespace: str, id_: str, spec: EnvironmentSpec) -> dict[str, Any]:
-    meta = {"name": id_, "namespace": namespace}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Environment",
-        "metadata": meta,
-        "spec": spec.to_kube(),
-    }
 
 
 def create_problems(
@@ -153,8 +143,8 @@ async def create(request: web.Request) -> web.Response:
     if problems:
         raise ApiError(400, "; ".join(problems))
     id_ = f"env-{secrets.token_hex(6)}"
-    resource = environment_resource(namespace, id_, body.spec())
-    created = await state.kube.create("environments", namespace, resource)
+    made = resource("Environment", namespace, id_, body.spec().to_kube())
+    created = await state.kube.create("environments", namespace, made)
     return web.json_response(environment_view(created))
 
 

@@ -11,7 +11,7 @@ from typing import Any, get_args
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import agents, environment_claims, sandbox_policy
+from tether import agents, environment_claims, mcp_tools, outbound, sandbox_policy
 from tether.api import API_VERSION
 from tether.api.common import SandboxEnvironment
 from tether.api.interaction import (
@@ -270,6 +270,8 @@ def _refuse_what_would_be_ignored(spec: InteractionSpec) -> None:
     """Say no now rather than accept a setting that nothing would act on."""
     if spec.environment is not None and spec.model:
         raise ApiError(400, "environment applies only to agent interactions")
+    if spec.agent and (problems := list(agents.tool_problems(spec.tools or []))):
+        raise ApiError(400, "; ".join(problems))
     if isinstance(spec.environment, SandboxEnvironment):
         try:
             sandbox_policy.refuse_secrets(spec.environment)
@@ -284,7 +286,7 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
         model = await state.catalog.model(namespace, spec.model)
         if model is None:
             raise not_found("model", spec.model)
-        if refused := refusals(model.spec.provider, spec.model, spec):
+        if refused := refusals(model.spec.provider, spec.model, spec) + _mcp_problems(state, spec):
             raise ApiError(400, "; ".join(refused))
     agent_model = spec.agent_config.model if spec.agent_config else None
     if agent_model and await state.catalog.model(namespace, agent_model) is None:
@@ -304,6 +306,20 @@ async def _check_target(state: State, namespace: str, spec: InteractionSpec) -> 
         )
         if named:
             raise ApiError(400, "; ".join(named))
+
+
+def _mcp_problems(state: State, spec: InteractionSpec) -> list[str]:
+    """A model interaction's MCP servers are called from the platform: under its outbound rules
+    (an agent run's, from its sandbox, under the run's allowlist)."""
+    tools = [tool.to_wire() for tool in spec.tools or []]
+    return mcp_tools.problems(tools) + [
+        problem
+        for i, tool in enumerate(tools)
+        if tool["type"] == "mcp_server" and tool.get("url")
+        for problem in outbound.url_problems(
+            tool["url"], state.settings, f"tools[{i}].url", "MCP servers"
+        )
+    ]
 
 
 async def _agent_media_refusals(state: State, namespace: str, spec: InteractionSpec) -> list[str]:

@@ -189,6 +189,26 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_UPDATE_MASK = {
+    "name": "update_mask",
+    "in": "query",
+    "description": "Comma-separated fields to change; those given otherwise",
+    "schema": {"type": "string"},
+}
+
+
+def _deleted(summary: str, parameters: list[dict[str, Any]], *errors: str) -> dict[str, Any]:
+    """A DELETE that answers an empty object."""
+    return {
+        "summary": summary,
+        "parameters": parameters,
+        "responses": {
+            "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
+            **_errors(*_COMMON_ERRORS, *errors),
+        },
+    }
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -455,14 +475,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 ],
                 "responses": {"200": interaction_or_stream, **_errors(*_COMMON_ERRORS, "410")},
             },
-            "delete": {
-                "summary": "Delete an interaction and its event log",
-                "parameters": [id_param],
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS),
-                },
-            },
+            "delete": _deleted("Delete an interaction and its event log", [id_param]),
         },
         "/interactions/{id}/cancel": {
             "post": {
@@ -534,14 +547,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     **_errors(*_COMMON_ERRORS),
                 },
             },
-            "delete": {
-                "summary": "Delete one of the tenant's agents",
-                "parameters": [agent_param],
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS, "403", "409"),
-                },
-            },
+            "delete": _deleted("Delete one of the tenant's agents", [agent_param], "403", "409"),
         },
         "/environments": {
             "get": {
@@ -592,14 +598,11 @@ def _operations() -> dict[str, dict[str, Any]]:
                     **_errors(*_COMMON_ERRORS),
                 },
             },
-            "delete": {
-                "summary": "Delete an environment and its files, unless a run is using it",
-                "parameters": [environment_param],
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS, "409"),
-                },
-            },
+            "delete": _deleted(
+                "Delete an environment and its files, unless a run is using it",
+                [environment_param],
+                "409",
+            ),
         },
         "/credentials": {
             "get": {
@@ -637,12 +640,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "summary": "Change a credential; its type stays",
                 "parameters": [
                     credential_param,
-                    {
-                        "name": "update_mask",
-                        "in": "query",
-                        "description": "Comma-separated fields to change; those given otherwise",
-                        "schema": {"type": "string"},
-                    },
+                    _UPDATE_MASK,
                 ],
                 "requestBody": {
                     "required": True,
@@ -653,14 +651,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     **_errors(*_COMMON_ERRORS, "413", "415", "503"),
                 },
             },
-            "delete": {
-                "summary": "Delete a credential",
-                "parameters": [credential_param],
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS),
-                },
-            },
+            "delete": _deleted("Delete a credential", [credential_param]),
         },
         **_webhook_operations(),
         **_trigger_operations(),
@@ -743,12 +734,7 @@ def _webhook_operations() -> dict[str, Any]:
                 "summary": "Change a webhook; enabling it clears a disable for failed deliveries",
                 "parameters": [
                     _WEBHOOK_PARAM,
-                    {
-                        "name": "update_mask",
-                        "in": "query",
-                        "description": "Comma-separated fields to change; those given otherwise",
-                        "schema": {"type": "string"},
-                    },
+                    _UPDATE_MASK,
                 ],
                 "requestBody": {
                     "required": True,
@@ -756,14 +742,7 @@ def _webhook_operations() -> dict[str, Any]:
                 },
                 "responses": {"200": webhook, **_errors(*_COMMON_ERRORS, "413", "415")},
             },
-            "delete": {
-                "summary": "Delete a webhook and its secrets",
-                "parameters": one,
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS),
-                },
-            },
+            "delete": _deleted("Delete a webhook and its secrets", one),
         },
         "/webhooks/{webhook}:rotateSigningSecret": {
             "post": {
@@ -851,14 +830,7 @@ def _trigger_operations() -> dict[str, Any]:
                 },
                 "responses": {"200": trigger, **_errors(*_COMMON_ERRORS, "413", "415")},
             },
-            "delete": {
-                "summary": "Delete a trigger (the interactions it ran stay)",
-                "parameters": one,
-                "responses": {
-                    "200": _json({"type": "object", "maxProperties": 0}, "Deleted"),
-                    **_errors(*_COMMON_ERRORS),
-                },
-            },
+            "delete": _deleted("Delete a trigger (the interactions it ran stay)", one),
         },
         "/triggers/{trigger_id}/executions": {
             "get": {

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from tether import environment_claims, trigger_runs
-from tether.api import API_VERSION, GROUP
+from tether.api import UPDATED_ANNOTATION, resource
 from tether.api.trigger import (
     TRIGGER_ID,
     CreateTriggerRequest,
@@ -27,8 +27,6 @@ from .auth import TENANT
 from .errors import ApiError, not_found
 from .parsing import page_size, read_json
 from .state import STATE, State
-
-UPDATED_ANNOTATION = f"{GROUP}/updated"
 
 
 async def _found(state: State, namespace: str, trigger: str) -> dict[str, Any]:
@@ -89,13 +87,8 @@ async def create(request: web.Request) -> web.Response:
         ),
         **body.model_dump(exclude={"interaction"}, exclude_none=True),
     )
-    resource = {
-        "apiVersion": API_VERSION,
-        "kind": "Trigger",
-        "metadata": {"name": f"tr-{secrets.token_hex(6)}", "namespace": namespace},
-        "spec": spec.to_kube(),
-    }
-    created = await state.kube.create("triggers", namespace, resource)
+    made = resource("Trigger", namespace, f"tr-{secrets.token_hex(6)}", spec.to_kube())
+    created = await state.kube.create("triggers", namespace, made)
     return web.json_response(await _view(state, created))
 
 

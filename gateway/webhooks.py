@@ -8,18 +8,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import urllib.parse
 from typing import Any
 
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tether import webhook_sender
-from tether.api import API_VERSION
+from tether import outbound, webhook_sender
+from tether.api import API_VERSION, UPDATED_ANNOTATION, resource
 from tether.api.interaction import WebhookConfig
 from tether.api.webhook import (
     PING,
-    UPDATED_ANNOTATION,
     WEBHOOK_ID,
     CreateWebhookRequest,
     RotateSigningSecretRequest,
@@ -32,10 +30,10 @@ from tether.api.webhook import (
     secret_name,
     signing,
     stored_secrets,
+    unexpired,
     webhook_view,
 )
 from tether.environment_claims import now
-from tether.settings import Settings
 from tether.store.webhook_queue import WebhookQueue
 
 from .auth import TENANT
@@ -46,28 +44,13 @@ from .state import STATE, State
 ROTATION_GRACE = dt.timedelta(hours=24)
 
 
-def uri_problems(uri: str, settings: Settings, field: str = "uri") -> list[str]:
-    """What the platform refuses in an endpoint's URI (its shape is the request model's)."""
-    problems = []
-    if settings.webhook_require_https and not uri.startswith("https://"):
-        problems.append(f"{field}: this platform calls webhooks over https only")
-    host = urllib.parse.urlsplit(uri).hostname or ""
-    if settings.webhook_hosts and host not in settings.webhook_hosts:
-        problems.append(
-            f"{field}: this platform calls webhooks on {', '.join(settings.webhook_hosts)} only"
-        )
-    if why := webhook_sender.literal_refusal(uri, settings.webhook_allow_private):
-        problems.append(f"{field}: {why}")
-    return problems
-
-
 async def config_problems(state: State, namespace: str, config: WebhookConfig) -> list[str]:
     """What is wrong with an interaction's own `webhook_config`. Its deliveries are signed with
     the secrets of the tenant's enabled webhooks, so there must be one."""
     problems = [
         problem
         for i, uri in enumerate(config.uris or [])
-        for problem in uri_problems(uri, state.settings, f"webhook_config.uris[{i}]")
+        for problem in outbound.url_problems(uri, state.settings, f"webhook_config.uris[{i}]")
     ]
     if config.uris and not any(
         enabled(w) for w in (await state.kube.list("webhooks", namespace)).get("items", [])
@@ -147,16 +130,11 @@ async def list_(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     state, namespace = request.config_dict[STATE], request[TENANT]
     body = CreateWebhookRequest.from_wire(await read_json(request))
-    if problems := uri_problems(body.uri, state.settings):
+    if problems := outbound.url_problems(body.uri, state.settings, "uri"):
         raise ApiError(400, "; ".join(problems))
     spec = WebhookSpec.model_validate(body.model_dump(exclude_none=True))
-    resource = {
-        "apiVersion": API_VERSION,
-        "kind": "Webhook",
-        "metadata": {"name": f"wh-{secrets.token_hex(6)}", "namespace": namespace},
-        "spec": spec.to_kube(),
-    }
-    created = await state.kube.create("webhooks", namespace, resource)
+    made = resource("Webhook", namespace, f"wh-{secrets.token_hex(6)}", spec.to_kube())
+    created = await state.kube.create("webhooks", namespace, made)
     secret = new_secret()
     stored = [SigningSecret(secret=secret)]
     try:
@@ -187,7 +165,7 @@ async def update(request: web.Request) -> web.Response:
         if missing := sorted(given - named):
             raise ApiError(400, f"update_mask: {', '.join(missing)} given but not in the mask")
         given = named
-    if body.uri and (problems := uri_problems(body.uri, state.settings)):
+    if body.uri and (problems := outbound.url_problems(body.uri, state.settings, "uri")):
         raise ApiError(400, "; ".join(problems))
     changes = body.model_dump(include=given)
     if "subscribed_events" in changes and not changes["subscribed_events"]:
@@ -221,11 +199,10 @@ async def rotate(request: web.Request) -> web.Response:
     secret = new_secret()
     kept: list[SigningSecret] = []
     if body.revocation_behavior != "revoke_previous_secrets_immediately":
-        until, moment = now(ROTATION_GRACE), now()
+        until = now(ROTATION_GRACE)
         kept = [
             s.model_copy(update={"expire_time": min(s.expire_time or until, until)})
-            for s in await _secrets(state, namespace, webhook)
-            if s.expire_time is None or s.expire_time > moment
+            for s in unexpired(await _secrets(state, namespace, webhook), now())
         ]
     await _store_secrets(state, namespace, obj, [SigningSecret(secret=secret), *kept])
     return web.json_response({"secret": secret})

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tether import mcp_tools, outbound
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.views import interaction_view
 from tether.catalog import ResolvedModel
 from tether.chain import conversation
+from tether.conversation import as_model_steps
 from tether.errors import RunError
 from tether.model_turn import Emit
 from tether.outages import through_outages
-from tether.providers.base import ModelRequest
+from tether.providers.base import ModelRequest, Usage
 from tether.providers.capabilities import media_refusals, refusals
 from tether.routing import answer
 
@@ -27,6 +30,8 @@ from .ending import Outcome, conclude, now, transition
 from .runs import RunCancelled
 
 log = logging.getLogger("tether.operator")
+MCP_ROUNDS = 20
+"""Model turns in a row that call only MCP tools, before the run ends incomplete."""
 
 
 async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
@@ -125,37 +130,101 @@ async def _answer(
     if refused := media_refusals(model.spec.provider, spec.model, steps):
         # the request's own input was checked at create: these come from earlier turns
         raise RunError("invalid_request", "the conversation holds " + "; ".join(refused))
-    request = ModelRequest(
-        model=model.upstream,
-        steps=steps,
-        system_instruction=spec.system_instruction,
-        tools=[tool.to_wire() for tool in spec.tools or []],
-        generation_config=spec.generation_config.to_wire() if spec.generation_config else {},
-        response_format=spec.response_format if isinstance(spec.response_format, dict) else None,
-        response_mime_type=spec.response_mime_type,
+    tools = [tool.to_wire() for tool in spec.tools or []]
+    servers = mcp_tools.servers_of(tools)
+    allow_private = ctx.settings.webhook_allow_private
+    async with mcp_tools.Toolbox(
+        servers, lambda headers: outbound.http_client(allow_private, headers)
+    ) as toolbox:
+        instruction = "\n\n".join(t for t in (spec.system_instruction, toolbox.note()) if t)
+        request = ModelRequest(
+            model=model.upstream,
+            steps=steps,
+            system_instruction=instruction or None,
+            tools=[t for t in tools if t["type"] != "mcp_server"] + toolbox.declarations,
+            generation_config=spec.generation_config.to_wire() if spec.generation_config else {},
+            response_format=(
+                spec.response_format if isinstance(spec.response_format, dict) else None
+            ),
+            response_mime_type=spec.response_mime_type,
+        )
+        return await _turns(ctx, namespace, spec, emit, started, model, request, toolbox)
+
+
+async def _turns(
+    ctx: Context,
+    namespace: str,
+    spec: InteractionSpec,
+    emit: Emit,
+    started: float,
+    model: ResolvedModel,
+    request: ModelRequest,
+    toolbox: mcp_tools.Toolbox,
+) -> Outcome:
+    """The model's turns: while it calls only MCP tools, Tether calls them and the model goes
+    on with their results; it ends on an answer, or on calls the client must answer."""
+    out: list[dict[str, Any]] = []
+    usage = Usage(0, 0)
+    for round_ in range(MCP_ROUNDS):
+        turn, answered = await answer(
+            model,
+            request,
+            emit,
+            index=len(out),
+            lookup=lambda id_: through_outages(
+                lambda: ctx.catalog.model(namespace, id_), "the model"
+            ),
+            provider_of=lambda m: through_outages(
+                lambda: ctx.providers.for_model(m), "credentials"
+            ),
+            accepts=lambda m, steps=request.steps: (
+                not refusals(m.spec.provider, m.name, spec)
+                and not media_refusals(m.spec.provider, m.name, steps)
+            ),
+            hold=lambda m: contextlib.nullcontext() if m is model else ctx.slots.for_model(m),
+            on_first_output=(
+                (lambda: metrics.FIRST_OUTPUT.observe(time.monotonic() - started))
+                if round_ == 0
+                else None
+            ),
+        )
+        out += turn.steps
+        usage = usage + turn.usage
+        calls = turn.call_steps()
+        served = [c for c in calls if toolbox.owns(c["name"])]
+        client_calls = [c for c in calls if not toolbox.owns(c["name"])]
+        # All the calls, then the MCP ones' results: the order a model's turn has them in.
+        pending = [toolbox.pending(c["id"], c["name"], c["arguments"]) for c in served]
+        for step in [p.call_step() for p in pending] + client_calls:
+            await _announce(emit, out, step)
+        results = [await toolbox.call(p) for p in pending]
+        for step in results:
+            await _announce(emit, out, step)
+        if not served or client_calls:  # an answer, or calls only the client can answer
+            return Outcome(
+                phase="requires_action" if client_calls else "completed",
+                steps=out,
+                usage=usage.as_status(),
+                answered_by=answered.name,
+            )
+        made = turn.steps + [p.call_step() for p in pending] + results
+        request = dataclasses.replace(request, steps=request.steps + as_model_steps(made))
+    return Outcome(
+        phase="incomplete",
+        steps=out,
+        usage=usage.as_status(),
+        errors=[
+            {
+                "code": "max_steps",
+                "message": f"the model called MCP tools {MCP_ROUNDS} turns in a row without "
+                "answering",
+            }
+        ],
     )
 
-    turn, answered = await answer(
-        model,
-        request,
-        emit,
-        index=0,
-        lookup=lambda id_: through_outages(lambda: ctx.catalog.model(namespace, id_), "the model"),
-        provider_of=lambda m: through_outages(lambda: ctx.providers.for_model(m), "credentials"),
-        accepts=lambda m: (
-            not refusals(m.spec.provider, m.name, spec)
-            and not media_refusals(m.spec.provider, m.name, steps)
-        ),
-        hold=lambda m: contextlib.nullcontext() if m is model else ctx.slots.for_model(m),
-        on_first_output=lambda: metrics.FIRST_OUTPUT.observe(time.monotonic() - started),
-    )
-    calls = turn.call_steps()
-    for offset, call in enumerate(calls, start=len(turn.steps)):
-        await emit("step.start", index=offset, step=call)
-        await emit("step.stop", index=offset)
-    return Outcome(
-        phase="requires_action" if calls else "completed",
-        steps=turn.steps + calls,
-        usage=turn.usage.as_status(),
-        answered_by=answered.name,
-    )
+
+async def _announce(emit: Emit, out: list[dict[str, Any]], step: dict[str, Any]) -> None:
+    """A whole step, added to the timeline at once."""
+    await emit("step.start", index=len(out), step=step)
+    await emit("step.stop", index=len(out))
+    out.append(step)

@@ -335,6 +335,8 @@ def sandbox_pod(
                     {"name": "TETHER_RUN_FILE", "value": f"{TOKEN_DIR}/run.json"},
                     {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{port}"},
                     {"name": "TETHER_RUN", "value": meta["uid"]},
+                    # The run's MCP servers are called through the proxy, under its allowlist.
+                    {"name": "TETHER_EGRESS_PROXY", "value": place.egress_proxy_url},
                 ],
                 "volumeMounts": [
                     {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True},

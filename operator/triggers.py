@@ -20,6 +20,7 @@ from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, TERMINAL_PHASES
 from tether.api.trigger import (
     TIMED_OUT_ANNOTATION,
+    TRIGGER_LABEL,
     TriggerSpec,
     TriggerStatus,
     consecutive_failures,
@@ -54,8 +55,11 @@ async def look_over(ctx: Context, trigger: dict[str, Any]) -> None:
     namespace, name = meta["namespace"], meta["name"]
     spec = TriggerSpec.from_kube(trigger["spec"])
     status = TriggerStatus.from_kube(trigger.get("status") or {})
-    if spec.execution_timeout_seconds and status.previous_interaction_id:
-        await time_out(ctx, namespace, status.previous_interaction_id, spec)
+    if spec.execution_timeout_seconds:  # every execution still running, not just the latest
+        selector = f"{TRIGGER_LABEL}={name}"
+        listed = await ctx.kube.list("interactions", namespace, label_selector=selector)
+        for execution in listed.get("items", []):
+            await time_out(ctx, execution, spec)
     if spec.status != "active" or status.errored:
         return
     moment = now()
@@ -80,9 +84,9 @@ async def look_over(ctx: Context, trigger: dict[str, Any]) -> None:
     await _status(ctx, namespace, name, update)
 
 
-async def time_out(ctx: Context, namespace: str, interaction: str, spec: TriggerSpec) -> None:
-    obj = await ctx.kube.get("interactions", namespace, interaction)
-    if obj is None or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES:
+async def time_out(ctx: Context, obj: dict[str, Any], spec: TriggerSpec) -> None:
+    """Cancel an execution running past the trigger's timeout, marked as timed out."""
+    if (obj.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return
     annotations = obj["metadata"].get("annotations") or {}
     if TIMED_OUT_ANNOTATION in annotations:
@@ -92,7 +96,8 @@ async def time_out(ctx: Context, namespace: str, interaction: str, spec: Trigger
         return
     stamp = now()
     patch = {"metadata": {"annotations": {TIMED_OUT_ANNOTATION: stamp, CANCEL_ANNOTATION: stamp}}}
-    await ctx.kube.patch("interactions", namespace, interaction, patch)
+    meta = obj["metadata"]
+    await ctx.kube.patch("interactions", meta["namespace"], meta["name"], patch)
 
 
 async def _status(ctx: Context, namespace: str, name: str, status: dict[str, Any]) -> None:

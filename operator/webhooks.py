@@ -173,21 +173,28 @@ async def keep_delivering(ctx: Context) -> None:
     async with webhook_sender.Sender(settings) as sender:
         deliveries = Deliveries(ctx, queue, sender)
         running: set[asyncio.Task] = set()
-        while True:
-            free = settings.webhook_concurrency - len(running)
-            jobs = []
-            if free > 0:
-                try:
-                    lease = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-                    jobs = await queue.claim(lease, free)
-                except Exception as error:  # Redis away: the jobs wait there
-                    log.warning("cannot claim webhook deliveries: %s", error)
-            for job in jobs:
-                task = asyncio.create_task(_handled(deliveries, job))
-                running.add(task)
-                task.add_done_callback(running.discard)
-            if not jobs:
-                await asyncio.sleep(POLL_SECONDS)
+        try:
+            while True:
+                free = settings.webhook_concurrency - len(running)
+                jobs = []
+                if free > 0:
+                    try:
+                        lease = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+                        jobs = await queue.claim(lease, free)
+                    except Exception as error:  # Redis away: the jobs wait there
+                        log.warning("cannot claim webhook deliveries: %s", error)
+                for job in jobs:
+                    task = asyncio.create_task(_handled(deliveries, job))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if not jobs:
+                    await asyncio.sleep(POLL_SECONDS)
+        finally:
+            # Stopping: the deliveries under way stop before their client closes; their jobs
+            # stay leased and come due again.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 async def _handled(deliveries: Deliveries, job: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx2
 
 from tether.api.internal import (
     FILES_LIMIT,
@@ -28,6 +29,7 @@ from tether.api.internal import (
     GenerateRequest,
     RunInput,
 )
+from tether.mcp_tools import Toolbox, servers_of
 
 REPEAT_LIMIT = 3
 RETRY_SECONDS = 120
@@ -84,7 +86,65 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
-BUILTIN = {tool["name"] for tool in BUILTIN_TOOLS}
+_TARGET = {
+    "ref": {"type": "integer", "description": "A number from the page's list of targets."},
+    "selector": {"type": "string", "description": "A CSS selector, when the list has no ref."},
+}
+BROWSER_TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "name": "browser_navigate",
+        "description": "Open a web page (http or https) allowed by this agent's network policy in "
+        "a headless browser, run its JavaScript, and return its visible text and a numbered "
+        "list of the links, buttons and form fields on it; save_as also writes the page's "
+        "whole visible text to that path under /workspace.",
+        "parameters": {
+            "type": "object",
+            "properties": {"url": {"type": "string"}, "save_as": {"type": "string"}},
+            "required": ["url"],
+        },
+    },
+    {
+        "type": "function",
+        "name": "browser_click",
+        "description": "Click a link, button or field of the open page (ref from its list, or a "
+        "CSS selector); returns the page after the click.",
+        "parameters": {"type": "object", "properties": _TARGET},
+    },
+    {
+        "type": "function",
+        "name": "browser_type",
+        "description": "Type text into a form field of the open page (ref or selector), replacing "
+        "what it held; submit presses Enter after. Returns the page after.",
+        "parameters": {
+            "type": "object",
+            "properties": {**_TARGET, "text": {"type": "string"}, "submit": {"type": "boolean"}},
+            "required": ["text"],
+        },
+    },
+    {
+        "type": "function",
+        "name": "browser_screenshot",
+        "description": "Save a PNG of the open page under /workspace (save_as, ending .png); "
+        "full_page captures beyond the viewport.",
+        "parameters": {
+            "type": "object",
+            "properties": {"save_as": {"type": "string"}, "full_page": {"type": "boolean"}},
+            "required": ["save_as"],
+        },
+    },
+]
+
+
+def offered_tools(run_tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the model is offered besides MCP tools: the workspace's tools, the browser's when the
+    run has a computer_use tool (the agent's or the request's; less those any of them
+    excludes), then the client's function tools."""
+    browsers = [tool for tool in run_tools if tool.get("type") == "computer_use"]
+    excluded = {name for b in browsers for name in b.get("excluded_predefined_functions") or []}
+    browser = [t for t in BROWSER_TOOLS if t["name"] not in excluded] if browsers else []
+    client = [t for t in run_tools if t.get("type") == "function" and t.get("name")]
+    return BUILTIN_TOOLS + browser + client
 
 
 @dataclass
@@ -184,7 +244,21 @@ def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict
     ]
 
 
+def through_the_proxy(headers: dict[str, str]) -> httpx2.AsyncClient:
+    """The agent's MCP calls leave through the egress proxy, under the run's allowlist."""
+    proxy = os.environ.get("TETHER_EGRESS_PROXY") or None
+    return httpx2.AsyncClient(
+        headers=headers, proxy=proxy, trust_env=False, timeout=httpx2.Timeout(30, read=300)
+    )
+
+
 async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Outcome:
+    servers = servers_of(run.tools)
+    async with Toolbox(servers, through_the_proxy) as toolbox:
+        return await _loop(run, gateway, http, workspace, toolbox)
+
+
+async def _loop(run: RunInput, gateway: Gateway, http, workspace: str, toolbox: Toolbox) -> Outcome:
     for source in run.files:  # the environment's sources, before anything else
         if source.repository:
             args = {"url": source.repository, "path": source.path, "if_absent": source.if_absent}
@@ -195,12 +269,13 @@ async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Out
             return Outcome("failed", [{"code": "invalid_source", "message": written["error"]}])
     conversation: list[dict[str, Any]] = list(run.steps)
     client_tools = {t["name"] for t in run.tools if t.get("type") == "function" and t.get("name")}
-    tools = BUILTIN_TOOLS + [t for t in run.tools if t.get("name") in client_tools]
+    tools = offered_tools(run.tools)
+    workspace_tools = {t["name"] for t in tools} - client_tools
+    tools += toolbox.declarations
+    instruction = "\n\n".join(t for t in (run.system_instruction, toolbox.note()) if t) or None
     recent: list[str] = []
     for _ in range(run.max_steps):
-        request = GenerateRequest(
-            steps=conversation, tools=tools, system_instruction=run.system_instruction
-        )
+        request = GenerateRequest(steps=conversation, tools=tools, system_instruction=instruction)
         status, body = await gateway.call("POST", "/generate", json=request.model_dump(mode="json"))
         if status == 402:
             return Outcome("budget_exceeded", [body["error"]])
@@ -235,7 +310,18 @@ async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Out
                 )
                 waiting_on_client = True
                 continue
-            if name in BUILTIN:
+            if toolbox.owns(name):
+                call = toolbox.pending(call_id, name, args)
+                await gateway.step(call.call_step())
+                answered = await toolbox.call(call)
+                await gateway.step(answered)
+                said = "error" if answered["is_error"] else "result"
+                result = {"ok": not answered["is_error"], said: answered["result"]}
+                conversation.append(
+                    {"type": "function_result", "call_id": call_id, "name": name, "result": result}
+                )
+                continue
+            if name in workspace_tools:
                 result = await use_tool(http, workspace, name, args)
             else:
                 result = {"ok": False, "error": f"there is no tool named {name!r}"}

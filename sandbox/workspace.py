@@ -3,8 +3,8 @@ credential of any kind; it listens on the pod's loopback only. Everything it fet
 through the egress proxy (HTTP_PROXY, HTTPS_PROXY), which enforces the run's allowlist.
 
 `python -m tether.sandbox.workspace` serves POST /tools/{run_code,read_file,write_file,
-list_files,fetch_url,clone_repository} with JSON bodies, answering {"ok": true, ...} or
-{"ok": false, "error"}.
+list_files,fetch_url,clone_repository,browser_navigate,browser_click,browser_type,
+browser_screenshot} with JSON bodies, answering {"ok": true, ...} or {"ok": false, "error"}.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from aiohttp import web
 
 from tether.api.internal import EGRESS_BLOCKED_HEADER, EGRESS_CA_URL
 
+from .browser import BrowserError, Tab
+
 WORKSPACE = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
 OUTPUT_LIMIT = 16 * 1024
 FILE_LIMIT = 1024 * 1024
@@ -34,6 +36,7 @@ CODE_TIMEOUT = 60
 CLONE_TIMEOUT = 300
 LANGUAGES = {"python": ["python3", "-c"], "bash": ["bash", "-c"]}
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+TAB = web.AppKey("tab", Tab)
 
 
 class ToolError(Exception):
@@ -183,6 +186,16 @@ async def fetch_url(
     return result
 
 
+async def screenshot(tab: Tab, root: Path, args: dict[str, Any]) -> dict:
+    """The page as a PNG at `save_as` in the workspace (so it is among the run's files)."""
+    save_as = str(args.get("save_as") or "")
+    if not save_as.lower().endswith(".png"):
+        raise ToolError(f"save_as must be a .png path in the workspace, not {save_as!r}")
+    target = resolve(root, save_as)
+    taken = await tab.screenshot(target, bool(args.get("full_page", False)))
+    return {**taken, "saved_as": str(target.relative_to(root.resolve()))}
+
+
 RUN_HEADER = "X-Tether-Run"
 
 
@@ -233,17 +246,38 @@ def create_app(root: Path = WORKSPACE, run: str | None = None) -> web.Applicatio
                     result = await fetch_url(
                         request.app[SESSION], args.get("url", ""), root, args.get("save_as")
                     )
+                case "browser_navigate":
+                    save_as = args.get("save_as")
+                    result = await request.app[TAB].navigate(
+                        str(args.get("url", "")), resolve(root, save_as) if save_as else None
+                    )
+                case "browser_click":
+                    result = await request.app[TAB].click(args.get("ref"), args.get("selector"))
+                case "browser_type":
+                    result = await request.app[TAB].type(
+                        args.get("text", ""),
+                        args.get("ref"),
+                        args.get("selector"),
+                        bool(args.get("submit", False)),
+                    )
+                case "browser_screenshot":
+                    result = await screenshot(request.app[TAB], root, args)
                 case _:
                     raise ToolError(f"no tool {name!r}")
-        except (ToolError, OSError, aiohttp.ClientError, TimeoutError) as error:
+        except (ToolError, BrowserError, OSError, aiohttp.ClientError, TimeoutError) as error:
             return web.json_response({"ok": False, "error": str(error) or type(error).__name__})
+        except Exception as error:  # a tool's own failure is the model's to read, not a crash
+            print(f"tool {name} failed: {error!r}", file=sys.stderr, flush=True)
+            return web.json_response({"ok": False, "error": f"{name} failed: {error!r}"})
         return web.json_response({"ok": True, **result})
 
     async def session(app: web.Application):
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as client:
             app[SESSION] = client
+            app[TAB] = Tab()
             yield
+            await app[TAB].close()
 
     app = web.Application()
     app.cleanup_ctx.append(session)

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether import mcp_tools
 from tether.api.agent import AgentSpec
-from tether.api.common import AgentConfig, SandboxEnvironment, Source
+from tether.api.common import AgentConfig, SandboxEnvironment, Source, Tool
 from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import InteractionSpec
+from tether.api.internal import BROWSER_FUNCTIONS
 from tether.errors import RunError
 from tether.sandbox_policy import SandboxPolicyError, refuse_secrets
 
 DEFAULT_MAX_STEPS = 50
 DEFAULT_TIMEOUT_SECONDS = 900
+BUILT_IN_TOOLS = frozenset({"code_execution", "url_context", "computer_use"})
+"""The built-in tools of agent runs: code_execution and url_context every run has (run_code,
+fetch_url and the workspace's files); computer_use (environment "browser") adds the browser."""
+TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -157,3 +164,43 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def tool_problems(tools: list[Tool]):
+    """What is wrong with an agent's or an agent interaction's tools: function tools need a
+    unique name and an object schema; built-in tools must be ones agent runs have."""
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if tool.type == "function":
+            if not tool.name or not TOOL_NAME.match(tool.name):
+                yield f"{where}.name: a function tool needs a name of letters, digits, _ and -"
+            elif tool.name in seen:
+                yield f"{where}.name: {tool.name!r} is declared twice"
+            seen.add(tool.name or "")
+            if tool.parameters is not None and tool.parameters.get("type") != "object":
+                yield f"{where}.parameters: a function's parameters are an object schema"
+        elif tool.type == "mcp_server":
+            continue  # below
+        elif tool.type not in BUILT_IN_TOOLS:
+            yield (
+                f"{where}: the built-in tool {tool.type!r} is not available to agents; "
+                f"they have {', '.join(sorted(BUILT_IN_TOOLS))}, mcp_server and function tools"
+            )
+        elif tool.type == "computer_use":
+            yield from _computer_use_problems(where, tool)
+    yield from mcp_tools.problems([tool.to_wire() for tool in tools])
+
+
+def _computer_use_problems(where: str, tool: Tool):
+    if tool.environment not in (None, "browser"):
+        yield f"{where}.environment: agents operate a browser, not a {tool.environment!r}"
+    for name in tool.excluded_predefined_functions or []:
+        if name not in BROWSER_FUNCTIONS:
+            yield (
+                f"{where}.excluded_predefined_functions: {name!r} is not a browser tool; "
+                f"they are {', '.join(BROWSER_FUNCTIONS)}"
+            )
+    for setting in ("disabled_safety_policies", "enable_prompt_injection_detection"):
+        if (tool.model_extra or {}).get(setting) is not None:
+            yield f"{where}.{setting}: Tether's browser tools have no safety policies to set"

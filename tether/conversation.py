@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tether.api.interaction import CONTENT_TYPES
+from tether.api.internal import MCP_SEPARATOR
 
 MODEL_STEP_TYPES = frozenset({"model_output", "thought", "function_call"})
 
@@ -44,8 +45,9 @@ def history(chain: Iterable[tuple[Any, list[dict[str, Any]]]]) -> list[dict[str,
 
 
 def as_model_steps(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Built-in tool use shows as code_execution_* and url_context_* steps in the timeline; a
-    model knows them as the function calls (run_code, fetch_url) it made."""
+    """Built-in tool use shows as code_execution_*, url_context_* and mcp_server_tool_* steps in
+    the timeline; a model knows them as the function calls (run_code, fetch_url,
+    <server>__<tool>) it made."""
     out = []
     for step in steps:
         match step.get("type"):
@@ -74,6 +76,26 @@ def as_model_steps(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                         "type": "function_result",
                         "call_id": step.get("call_id"),
                         "result": step.get("result"),
+                    }
+                )
+            case "mcp_server_tool_call":
+                name = f"{step.get('server_name')}{MCP_SEPARATOR}{step.get('name')}"
+                out.append(
+                    {
+                        "type": "function_call",
+                        "id": step.get("id"),
+                        "name": name,
+                        "arguments": step.get("arguments") or {},
+                    }
+                )
+            case "mcp_server_tool_result":
+                said = "error" if step.get("is_error") else "result"
+                out.append(
+                    {
+                        "type": "function_result",
+                        "call_id": step.get("call_id"),
+                        "name": f"{step.get('server_name')}{MCP_SEPARATOR}{step.get('name')}",
+                        "result": {said: step.get("result")},
                     }
                 )
             case "network_blocked":

@@ -1,68 +1,21 @@
-"""Sending one signed webhook request. The platform calls addresses its tenants name, so it
-refuses private, loopback and link-local ones (its own services, the node, a cloud's metadata
-server) unless the platform allows them (TETHER_WEBHOOK_ALLOW_PRIVATE, as `make up` does). The
-check is on the address the request connects to, after resolution, so a name that resolves to a
-private address is refused too, and no second lookup can change it.
-"""
+"""Sending one signed webhook request, to an address a tenant named: under the platform's
+outbound rules (tether.outbound)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
 import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from tether.api.webhook import signature
+from tether.outbound import LOOPBACK_NAMES, PrivateAddress, PublicResolver, literal_refusal
 from tether.settings import Settings
 
 USER_AGENT = "Tether-Webhooks/1"
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-
-
-class PrivateAddress(OSError):
-    pass
-
-
-def address_refusal(host: str, address: str) -> str | None:
-    if ipaddress.ip_address(address.removeprefix("::ffff:")).is_global:
-        return None
-    return f"{host} is at {address}, a private address, and this platform calls public ones only"
-
-
-def literal_refusal(uri: str, allow_private: bool) -> str | None:
-    """Why a URI naming an address outright may not be called (names are checked when sent)."""
-    host = urllib.parse.urlsplit(uri).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return None if allow_private else address_refusal(host, host)
-
-
-class PublicResolver(AbstractResolver):
-    """Resolves as usual, and refuses what resolves to a private address."""
-
-    def __init__(self) -> None:
-        self._resolver = DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self._resolver.resolve(host, port, family)
-        for result in found:
-            if why := address_refusal(host, result["host"]):
-                raise PrivateAddress(why)
-        return found
-
-    async def close(self) -> None:
-        await self._resolver.close()
 
 
 @dataclass

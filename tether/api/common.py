@@ -166,15 +166,42 @@ class AgentConfig(ApiModel):
         return self
 
 
+REDACTED = "[redacted]"
+
+
+class AllowedTools(ApiModel):
+    """Which of an MCP server's tools the model is offered."""
+
+    mode: str | None = None
+    """Only "auto" (the model picks among them) is honoured."""
+    tools: list[str] | None = None
+
+
 class Tool(OpenModel):
     """A tool declaration: a client-side function (name, description, parameters) or a built-in
-    tool by type (code_execution, url_context, ...)."""
+    tool by type (code_execution, url_context, computer_use, ...)."""
 
     type: str
     name: str | None = None
     description: str | None = None
     parameters: dict | None = Field(default=None, json_schema_extra=FREE_FORM)
     """The function's JSON schema, kept exactly as sent."""
+    environment: str | None = None
+    """computer_use: what is operated; Tether's agents operate a browser."""
+    excluded_predefined_functions: list[str] | None = None
+    """computer_use: browser tools the model is not offered."""
+    url: str | None = None
+    """mcp_server: its endpoint (Streamable HTTP; SSE when the path ends in /sse)."""
+    headers: dict[str, str] | None = None
+    """mcp_server: sent with every request to it (its credentials): shown redacted."""
+    allowed_tools: list[AllowedTools] | None = None
+    """mcp_server: only the tools these name are offered."""
+
+    def redacted(self) -> Tool:
+        """As reads show it: header values hidden."""
+        if not self.headers:
+            return self
+        return self.model_copy(update={"headers": dict.fromkeys(self.headers, REDACTED)})
 
 
 EnvVar.model_rebuild()

@@ -24,6 +24,12 @@ EGRESS_BLOCKED_HEADER = "X-Tether-Egress-Blocked"
 the proxy refused, rather than the site."""
 
 
+MCP_SEPARATOR = "__"
+"""Between an MCP server's name and its tool's in the function the model is offered."""
+BROWSER_FUNCTIONS = ("browser_navigate", "browser_click", "browser_type", "browser_screenshot")
+"""The browser tools an agent run has with a `computer_use` tool of environment "browser"."""
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

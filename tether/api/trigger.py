@@ -14,7 +14,7 @@ from typing import Any, Literal
 from croniter import croniter
 from pydantic import Field, field_validator
 
-from tether.api import GROUP
+from tether.api import GROUP, UPDATED_ANNOTATION
 from tether.api.base import FREE_FORM, ApiModel
 from tether.api.interaction import TERMINAL_PHASES, CreateInteractionRequest, Timestamp
 
@@ -235,7 +235,7 @@ def trigger_view(obj: dict[str, Any], executions: list[dict[str, Any]]) -> dict[
         "previous_interaction_id": status.previous_interaction_id,
         "last_pause_time": status.last_pause_time,
         "last_resume_time": status.last_resume_time,
-        "update_time": (meta.get("annotations") or {}).get(f"{GROUP}/updated"),
+        "update_time": (meta.get("annotations") or {}).get(UPDATED_ANNOTATION),
     }
     if state == "active":
         optional["next_run_time"] = next_time(

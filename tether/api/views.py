@@ -48,5 +48,6 @@ def interaction_view(
         errors=status.errors,
         environment_id=status.environment_id or spec.environment_id(),
         answered_by=status.answered_by,
-        **{field: getattr(spec, field) for field in _ECHOED},
+        **{field: getattr(spec, field) for field in _ECHOED if field != "tools"},
+        tools=[tool.redacted() for tool in spec.tools] if spec.tools else spec.tools,
     ).to_wire()

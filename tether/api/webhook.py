@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from tether.api import UPDATED_ANNOTATION
 from tether.api.base import ApiModel
 from tether.api.interaction import TERMINAL_PHASES, Timestamp, WebhookUri
 
@@ -30,7 +31,6 @@ EVENTS: tuple[str, ...] = (*sorted(INTERACTION_EVENTS.values()), TRIGGER_EVENT)
 PING = "webhook.ping"
 WEBHOOK_ID = re.compile(r"^wh-[0-9a-f]{12}$")
 SECRET_PREFIX = "whsec_"
-UPDATED_ANNOTATION = "tether.dev/updated"
 
 
 def secret_name(webhook: str) -> str:
@@ -186,9 +186,13 @@ def active(obj: dict[str, Any], event: str) -> bool:
     return enabled(obj) and event in WebhookSpec.from_kube(obj["spec"]).subscribed_events
 
 
-def signing(stored: list[SigningSecret], moment: str) -> list[str]:
+def unexpired(stored: list[SigningSecret], moment: str) -> list[SigningSecret]:
     """The secrets that sign at `moment`: the newest, and older ones inside their grace."""
-    return [s.secret for s in stored if s.expire_time is None or s.expire_time > moment]
+    return [s for s in stored if s.expire_time is None or s.expire_time > moment]
+
+
+def signing(stored: list[SigningSecret], moment: str) -> list[str]:
+    return [s.secret for s in unexpired(stored, moment)]
 
 
 def webhook_view(

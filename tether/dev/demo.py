@@ -1,9 +1,11 @@
 """The seed article's worked example, offline: an agent run in the background fetches two
 competitors' pricing pages, parses them with Python, writes prices.csv and sums up.
 
-`make demo` (after `make up`) runs it against the local stack. The model is the offline
-`scripted` provider playing a fixed plan, so the run is the same every time; point the agent
-at a real model to have it plan for itself.
+`make demo` (after `make up`) runs it against the local stack. `make demo-browser` is the harder
+variant: the pages render their prices with JavaScript, so a plain fetch shows no price, and
+the agent reads them with its headless browser. The model is the offline `scripted` provider
+playing a fixed plan, so the run is the same every time; point the agent at a real model to
+have it plan for itself.
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ PAGES = {
 </table></body></html>""",
 }
 
+RENDERED = """<html><body><h1>{title}</h1><table id="plans"><tr><td>Loading…</td></tr></table>
+<script>
+  fetch("/{name}/plans.json").then(r => r.json()).then(plans => {{
+    document.getElementById("plans").innerHTML = plans
+      .map(([plan, price]) => `<tr><td>${{plan}}</td><td>$${{price}}</td></tr>`).join("");
+  }});
+</script></body></html>"""
+"""The browser variant's pages: an empty table that the page's script fills from an API."""
+
+PLANS = {
+    "acme": ("Acme pricing", [["Starter", "9.00"], ["Pro", "29.00"]]),
+    "globex": ("Globex plans", [["Basic", "12.50"], ["Team", "49.00"], ["Enterprise", "199.00"]]),
+}
+
 PARSE = """
 import csv, pathlib, re
 rows = []
@@ -51,15 +67,34 @@ print(f"{len(rows)} plans from {len({r['competitor'] for r in rows})} competitor
 """
 
 
-def plan(base_url: str) -> list[dict]:
-    """The scripted model's turns: fetch both pages, parse them, answer."""
+PARSE_RENDERED = """
+import csv, pathlib, re
+rows = []
+for page in sorted(pathlib.Path("pages").glob("*.txt")):
+    for plan, price in re.findall(r"^(\\w+)\\t\\$([0-9.]+)$", page.read_text(), re.M):
+        rows.append({"competitor": page.stem, "plan": plan, "price_usd": price})
+with open("prices.csv", "w", newline="") as out:
+    writer = csv.DictWriter(out, fieldnames=["competitor", "plan", "price_usd"])
+    writer.writeheader()
+    writer.writerows(rows)
+print(f"{len(rows)} plans from {len({r['competitor'] for r in rows})} competitors")
+"""
+"""The browser variant's parser: the rendered pages' text, a table row per line."""
+
+
+def plan(base_url: str, browser: bool = False) -> list[dict]:
+    """The scripted model's turns: fetch both pages (or, with `browser`, open them in the
+    browser and keep their rendered text), parse them, answer."""
+    tool, saved, parse = (
+        ("browser_navigate", "txt", PARSE_RENDERED) if browser else ("fetch_url", "html", PARSE)
+    )
     return [
         {
-            "text": "I'll fetch both pricing pages into the workspace.",
+            "text": f"I'll {'open' if browser else 'fetch'} both pricing pages.",
             "functionCalls": [
                 {
-                    "name": "fetch_url",
-                    "arguments": {"url": f"{base_url}/{name}", "save_as": f"pages/{name}.html"},
+                    "name": tool,
+                    "arguments": {"url": f"{base_url}/{name}", "save_as": f"pages/{name}.{saved}"},
                 }
                 for name in PAGES
             ],
@@ -67,7 +102,7 @@ def plan(base_url: str) -> list[dict]:
         {
             "text": "Now I'll parse them with Python and write prices.csv.",
             "functionCalls": [
-                {"name": "run_code", "arguments": {"language": "python", "code": PARSE}}
+                {"name": "run_code", "arguments": {"language": "python", "code": parse}}
             ],
         },
         {
@@ -78,16 +113,23 @@ def plan(base_url: str) -> list[dict]:
 
 
 @contextmanager
-def pricing_pages(host: str = "127.0.0.1") -> Iterator[str]:
+def pricing_pages(host: str = "127.0.0.1", rendered: bool = False) -> Iterator[str]:
     """The two competitors' pages, on loopback, for as long as the block runs; their base URL
-    under the name sandboxes reach the host's loopback by (`host`)."""
+    under the name sandboxes reach the host's loopback by (`host`). `rendered`: the pages fill
+    their prices in with JavaScript, from /<name>/plans.json."""
     app = web.Application()
-    for name, html in PAGES.items():
+    for name, static in PAGES.items():
+        title, plans = PLANS[name]
+        body = RENDERED.format(title=title, name=name) if rendered else static
 
-        async def page(_: web.Request, html: str = html) -> web.Response:
+        async def page(_: web.Request, html: str = body) -> web.Response:
             return web.Response(text=html, content_type="text/html")
 
+        async def listed(_: web.Request, plans: list = plans) -> web.Response:
+            return web.json_response(plans)
+
         app.router.add_get(f"/{name}", page)
+        app.router.add_get(f"/{name}/plans.json", listed)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, access_log=None)
     loop.run_until_complete(runner.setup())
@@ -104,12 +146,14 @@ def pricing_pages(host: str = "127.0.0.1") -> Iterator[str]:
         thread.join(10)
 
 
-def scripted_model(namespace: str, base_url: str, name: str = "pricing-demo") -> dict:
+def scripted_model(
+    namespace: str, base_url: str, name: str = "pricing-demo", browser: bool = False
+) -> dict:
     return {
         "apiVersion": "tether.dev/v1alpha1",
         "kind": "Model",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"provider": "scripted", "responses": plan(base_url)},
+        "spec": {"provider": "scripted", "responses": plan(base_url, browser)},
     }
 
 
@@ -164,6 +208,9 @@ def run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--env", type=Path, default=Path(".tether/env"))
+    parser.add_argument(
+        "--browser", action="store_true", help="pages rendered by JavaScript, read by the browser"
+    )
     args = parser.parse_args()
     if not args.env.exists():
         print("Tether is not running: start it with `make up` first.", file=sys.stderr)
@@ -174,8 +221,8 @@ def main() -> int:
         api_key=env["TETHER_API_KEY"], http_options={"base_url": env["TETHER_URL"]}
     )
     host = env.get("TETHER_HOST_ALIAS", "127.0.0.1")
-    with pricing_pages(host) as base_url:
-        cluster.apply(scripted_model(env["TETHER_NAMESPACE"], base_url))
+    with pricing_pages(host, rendered=args.browser) as base_url:
+        cluster.apply(scripted_model(env["TETHER_NAMESPACE"], base_url, browser=args.browser))
         print(f"pricing pages served at {base_url}; starting the agent run in the background ...")
         result = run(client, env["TETHER_URL"], env["TETHER_API_KEY"], host)
     print(f"interaction {result.interaction_id}: {result.status}")

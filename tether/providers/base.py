@@ -65,6 +65,14 @@ class Usage:
         """What the call costs against a budget: thinking is paid for like output."""
         return self.input_tokens + self.output_tokens + self.thought_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.thought_tokens + other.thought_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
     def as_status(self) -> dict[str, int]:
         """The Interaction status's usage (camelCase)."""
         return {

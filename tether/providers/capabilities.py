@@ -102,10 +102,11 @@ def refusals(provider: str, model: str, spec: InteractionSpec) -> list[str]:
     by = f"model {model!r} (provider {provider})"
     out: list[str] = []
     for i, tool in enumerate(spec.tools or []):
-        if tool.type != "function":
+        if tool.type not in ("function", "mcp_server"):
             out.append(
                 f"tools[{i}]: the built-in tool {tool.type!r} is not available to {by}; "
-                "only function tools are (built-in tools run in agent interactions)"
+                "only function and mcp_server tools are (built-in tools run in agent "
+                "interactions)"
             )
     config = spec.generation_config.to_wire() if spec.generation_config else {}
     out.extend(_generation_refusals(can, by, config))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tether.agents import AgentConfigError, resolve
+from tether.agents import AgentConfigError, resolve, tool_problems
 from tether.api.agent import AgentSpec
+from tether.api.common import Tool
 from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import InteractionSpec
+from tether.api.internal import BROWSER_FUNCTIONS
+from tether.sandbox.agent import BROWSER_TOOLS, offered_tools
 
 EVA = AgentSpec.from_kube(
     {
@@ -95,3 +98,46 @@ def test_an_environment_id_that_is_no_object_name_is_refused():
     for bad in ("../x", "Env", "a/b", "", "-x"):
         with pytest.raises(ValueError, match='neither "remote" nor an environment id'):
             request(environment=bad)
+
+
+def test_computer_use_offers_the_browser_tools_less_those_excluded():
+    names = [t["name"] for t in offered_tools([])]
+    assert not set(BROWSER_FUNCTIONS) & set(names)
+    browser = {"type": "computer_use", "environment": "browser"}
+    assert [t["name"] for t in offered_tools([browser])][-4:] == list(BROWSER_FUNCTIONS)
+    assert [t["name"] for t in BROWSER_TOOLS] == list(BROWSER_FUNCTIONS)
+    excluded = {**browser, "excluded_predefined_functions": ["browser_screenshot"]}
+    client = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    names = [t["name"] for t in offered_tools([excluded, client])]
+    assert names[-4:] == ["browser_navigate", "browser_click", "browser_type", "lookup"]
+
+
+@pytest.mark.parametrize(
+    "tool, problem",
+    [
+        ({"type": "computer_use", "environment": "desktop"}, "agents operate a browser"),
+        (
+            {"type": "computer_use", "excluded_predefined_functions": ["click_at"]},
+            "'click_at' is not a browser tool",
+        ),
+        (
+            {"type": "computer_use", "disabled_safety_policies": ["account_creation"]},
+            "disabled_safety_policies: Tether's browser tools have no safety policies",
+        ),
+        ({"type": "google_search"}, "'google_search' is not available to agents"),
+    ],
+)
+def test_agent_tools_that_would_be_ignored_are_refused_naming_the_field(tool, problem):
+    [message] = tool_problems([Tool.model_validate(tool)])
+    assert message.startswith("tools[0]") and problem in message
+
+
+def test_a_browser_tool_is_an_agent_tool():
+    assert list(tool_problems([Tool(type="computer_use", environment="browser")])) == []
+
+
+def test_a_requests_exclusions_narrow_the_agents_browser():
+    agents_own = {"type": "computer_use", "environment": "browser"}
+    requests = {"type": "computer_use", "excluded_predefined_functions": ["browser_type"]}
+    names = [t["name"] for t in offered_tools([agents_own, requests])]
+    assert "browser_type" not in names and "browser_click" in names

@@ -55,9 +55,9 @@ def test_the_images_leave_the_dev_wing_out():
     assert "rm -rf /install/lib/python3.11/site-packages/tether/dev" in dockerfile
 
 
-def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp():
-    """It runs in its own image: of the platform's code it knows only the typed contract (and
-    its own modules)."""
+def test_the_sandbox_imports_only_its_contract_its_mcp_client_and_its_libraries():
+    """It runs in its own image: of the platform's code it knows only the typed contract, the
+    MCP client (which imports nothing else of the platform's), and its own modules."""
     for path in ROOT.glob("sandbox/*.py"):
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")) and "__future__" not in line:
@@ -69,10 +69,26 @@ def test_the_sandbox_imports_only_its_contract_the_standard_library_and_aiohttp(
                     or module
                     in (
                         "aiohttp",
+                        "httpx2",
+                        "playwright.async_api",
                         "tether.api.internal",
+                        "tether.mcp_tools",
                     )
                 )
                 assert allowed, (path, line)
+
+
+def test_the_mcp_client_imports_nothing_of_the_platforms_but_the_sandbox_contract():
+    """The sandbox imports it too."""
+    for line in (ROOT / "tether" / "mcp_tools.py").read_text().splitlines():
+        if line.startswith(("import ", "from ")) and "__future__" not in line:
+            module = line.split()[1]
+            top = module.split(".")[0]
+            assert (
+                top in sys.stdlib_module_names
+                or top in ("mcp", "httpx2")
+                or (module == "tether.api.internal")
+            ), line
 
 
 def test_the_egress_proxy_imports_only_what_its_own_environment_holds():

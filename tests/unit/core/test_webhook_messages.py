@@ -20,7 +20,7 @@ from tether.api.webhook import (
     signing,
     webhook_view,
 )
-from tether.gateway.webhooks import uri_problems
+from tether.outbound import url_problems
 from tether.settings import Settings
 
 
@@ -96,18 +96,21 @@ def test_an_update_takes_the_states_a_user_may_set():
 
 def test_https_is_required_where_the_platform_asks_and_private_addresses_are_refused():
     strict = Settings(webhook_require_https=True)
-    assert uri_problems("https://hooks.example.com/x", strict) == []
-    assert uri_problems("http://hooks.example.com/x", strict) == [
+    assert url_problems("https://hooks.example.com/x", strict, "uri") == []
+    assert url_problems("http://hooks.example.com/x", strict, "uri") == [
         "uri: this platform calls webhooks over https only"
     ]
-    assert "private address" in uri_problems("https://169.254.169.254/", strict)[0]
-    assert uri_problems("http://127.0.0.1:9000/hook", Settings(webhook_allow_private=True)) == []
+    assert "private address" in url_problems("https://169.254.169.254/", strict, "uri")[0]
+    assert (
+        url_problems("http://127.0.0.1:9000/hook", Settings(webhook_allow_private=True), "uri")
+        == []
+    )
 
 
 def test_a_platform_that_names_its_webhook_hosts_calls_no_other():
     settings = Settings(webhook_hosts=["hooks.example.com"])
-    assert uri_problems("https://hooks.example.com/a", settings) == []
-    assert uri_problems("https://evil.example.com/a", settings) == [
+    assert url_problems("https://hooks.example.com/a", settings, "uri") == []
+    assert url_problems("https://evil.example.com/a", settings, "uri") == [
         "uri: this platform calls webhooks on hooks.example.com only"
     ]
 

@@ -8,10 +8,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
 from tests.unit.gateway.test_gates import API_KEY, _keys
+from tether import api
 from tether.api import API_VERSION
 from tether.api.environment import CreateEnvironmentRequest
 from tether.gateway.app import create_app
-from tether.gateway.environments import create_problems, environment_resource, environment_view
+from tether.gateway.environments import create_problems, environment_view
 from tether.gateway.state import State
 from tether.sandbox_policy import SandboxPolicy
 from tether.settings import Settings
@@ -90,7 +91,7 @@ def test_the_resource_holds_the_spec_in_camel_case():
     body = CreateEnvironmentRequest.from_wire(
         {"mode": "on_demand", "system_instruction": "Be brief.", "idle_timeout_seconds": 60}
     )
-    made = environment_resource("tenant-a", "env-0a1b2c", body.spec())
+    made = api.resource("Environment", "tenant-a", "env-0a1b2c", body.spec().to_kube())
     assert (made["apiVersion"], made["kind"]) == (API_VERSION, "Environment")
     assert made["metadata"] == {"name": "env-0a1b2c", "namespace": "tenant-a"}
     assert made["spec"] == {"systemInstruction": "Be brief.", "idleTimeoutSeconds": 60}
