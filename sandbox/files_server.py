@@ -42,7 +42,7 @@ from typing import BinaryIO
 
 from aiohttp import hdrs, web
 
-from .workspace import ToolError, resolve
+from .paths import ToolError, resolve
 
 UPLOAD_LIMIT = 64 * 1024 * 1024
 """The most an upload's body may weigh."""

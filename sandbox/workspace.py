@@ -27,6 +27,7 @@ from aiohttp import web
 from tether.api.internal import EGRESS_BLOCKED_HEADER, EGRESS_CA_URL
 
 from .browser import BrowserError, Tab
+from .paths import ToolError, resolve
 
 WORKSPACE = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
 OUTPUT_LIMIT = 16 * 1024
@@ -37,20 +38,6 @@ CLONE_TIMEOUT = 300
 LANGUAGES = {"python": ["python3", "-c"], "bash": ["bash", "-c"]}
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 TAB = web.AppKey("tab", Tab)
-
-
-class ToolError(Exception):
-    """A tool call the model can learn from: bad path, missing file, refused URL."""
-
-
-def resolve(root: Path, path: str) -> Path:
-    """A path inside the workspace (relative, or under /workspace); escapes are refused."""
-    inside = path == "/workspace" or path.startswith("/workspace/")
-    relative = path.removeprefix("/workspace").lstrip("/") if inside else path
-    target = (root / relative).resolve()
-    if target != root.resolve() and root.resolve() not in target.parents:
-        raise ToolError(f"{path!r} is outside the workspace")
-    return target
 
 
 def _clip(data: bytes, limit: int = OUTPUT_LIMIT) -> str:

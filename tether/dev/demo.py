@@ -165,6 +165,8 @@ class DemoRun:
     events_before_cut: int
     events_after_resume: int
     csv: str
+    tools: list[str]
+    """The tools the agent called, in order, as the timeline shows them."""
 
 
 def run(
@@ -191,6 +193,12 @@ def run(
         client.interactions.get(started.id, stream=True, last_event_id=before[-1].event_id)
     )
     final = client.interactions.get(started.id)
+    named = {"code_execution_call": "run_code", "url_context_call": "fetch_url"}
+    tools = [
+        s.name if s.type == "function_call" else named[s.type]
+        for s in final.steps
+        if s.type == "function_call" or s.type in named
+    ]
     csv_response = httpx.get(
         f"{gateway}/v1/interactions/{started.id}/files/prices.csv",
         headers={"x-goog-api-key": api_key},
@@ -202,6 +210,7 @@ def run(
         events_before_cut=len(before),
         events_after_resume=len(after),
         csv=csv_response.text if csv_response.status_code == 200 else "",
+        tools=tools,
     )
 
 
@@ -230,6 +239,7 @@ def main() -> int:
         f"streamed {result.events_before_cut} events, cut the stream, resumed and got "
         f"{result.events_after_resume} more"
     )
+    print(f"tools called: {', '.join(result.tools)}")
     print(f"summary: {result.summary}\n")
     print("prices.csv:")
     print(result.csv, end="")

@@ -110,6 +110,7 @@ class LocalTether(Component):
         values.write_text(
             json.dumps(release_values(self.port, agent_model(self.environ)), indent=2)
         )
+        self.clear_interrupted()
         self.helm(
             "upgrade", "--install", RELEASE, str(CHART), "--namespace", SYSTEM_NAMESPACE,
             "--skip-crds", "--values", str(values), "--wait", "--timeout", "5m",
@@ -120,6 +121,20 @@ class LocalTether(Component):
         )
         self.api_key = base64.b64decode(secret.data["key"]).decode()
         wait_until("the gateway on the host", lambda: accepts(self.url, self.api_key), 60)
+
+    def clear_interrupted(self) -> None:
+        """A `make up` stopped while helm worked leaves the release pending, and helm refuses
+        to touch it again: an install that never finished is removed, an upgrade rolled back."""
+        listed = json.loads(
+            self.helm("list", "--namespace", SYSTEM_NAMESPACE, "--all", "--output", "json")
+        )
+        status = next((r["status"] for r in listed if r["name"] == RELEASE), "")
+        if status == "pending-install":
+            log.warning("removing the release an interrupted install left pending")
+            self.helm("uninstall", RELEASE, "--namespace", SYSTEM_NAMESPACE, "--wait")
+        elif status.startswith("pending-"):
+            log.warning("rolling back the release an interrupted %s left", status)
+            self.helm("rollback", RELEASE, "--namespace", SYSTEM_NAMESPACE, "--wait")
 
     def helm(self, *args: str) -> str:
         kubeconfig = self.cluster.control_plane.kubeconfig

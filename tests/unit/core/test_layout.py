@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[3]
 SERVICES = [
     "tether.operator.handlers",
@@ -113,6 +115,15 @@ def test_the_egress_proxy_starts_in_its_own_environment():
     code = "import tether.egress.__main__, tether.egress.gate, mitmproxy; print('ok')"
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, cwd="/")
     assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("service", ["tether.gateway.__main__", "tether.operator.__main__"])
+def test_the_services_start_without_the_sandbox_images_own_libraries(service):
+    """Their images install the project's dependencies only: the sandbox extra (Playwright)
+    is the sandbox image's."""
+    code = f"import sys; sys.modules['playwright'] = None; import {service}; print('ok')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_the_repository_root_shadows_nothing_of_the_standard_library():
