@@ -29,7 +29,7 @@ from tether.api.internal import (
     GenerateRequest,
     RunInput,
 )
-from tether.mcp_tools import Toolbox, servers_of
+from tether.mcp_tools import Toolbox, model_result, servers_of
 
 REPEAT_LIMIT = 3
 RETRY_SECONDS = 120
@@ -315,8 +315,7 @@ async def _loop(run: RunInput, gateway: Gateway, http, workspace: str, toolbox: 
                 await gateway.step(call.call_step())
                 answered = await toolbox.call(call)
                 await gateway.step(answered)
-                said = "error" if answered["is_error"] else "result"
-                result = {"ok": not answered["is_error"], said: answered["result"]}
+                result = model_result(answered)
                 conversation.append(
                     {"type": "function_result", "call_id": call_id, "name": name, "result": result}
                 )

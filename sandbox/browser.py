@@ -100,9 +100,7 @@ def describe_target(ref: int, target: dict[str, str]) -> str:
     """One line of the numbered list: `[3] link "Pricing" -> /pricing`,
     `[4] input type=email name=email "Your email"`."""
     tag = target["tag"]
-    kind = {"a": "link", "textarea": "textarea", "select": "select"}.get(tag, tag)
-    if target.get("role"):
-        kind = target["role"]
+    kind = target.get("role") or ("link" if tag == "a" else tag)
     parts = [f"[{ref}] {kind}"]
     if tag == "input" or (tag == "button" and target.get("type")):
         parts.append(f"type={target.get('type') or 'text'}")
@@ -118,9 +116,8 @@ def describe_target(ref: int, target: dict[str, str]) -> str:
 
 
 def clip(text: str, limit: int = TEXT_LIMIT) -> str:
-    return (
-        text if len(text) <= limit else text[:limit] + f"\n… [{len(text) - limit} characters cut]"
-    )
+    cut = len(text) - limit
+    return text if cut <= 0 else text[:limit] + f"\n… [{cut} characters cut]"
 
 
 def target_selector(ref: Any = None, selector: Any = None) -> str:
@@ -160,10 +157,9 @@ class Tab:
             self._playwright = self._playwright or await async_playwright().start()
             self._browser = await self._playwright.chromium.launch(
                 executable_path=CHROMIUM,
-                # /dev/shm is 64 MiB in a pod: shared memory goes to /tmp instead.
                 args=[
                     *QUIET,
-                    "--disable-dev-shm-usage",
+                    "--disable-dev-shm-usage",  # /dev/shm is 64 MiB in a pod: /tmp instead
                     f"--js-flags=--max-old-space-size={HEAP_MB}",
                 ],
                 # Its profile, caches and crash reports go to scratch, never into /workspace.
@@ -254,15 +250,12 @@ class Tab:
         except PlaywrightError:
             pass  # a page that keeps polling is read as it stands
         try:
-            targets = await page.evaluate(MARK_TARGETS, [REF, TARGET_LIMIT])
-            text = await page.inner_text("body")
-            title = await page.title()
+            targets, text, title = await _read(page)
         except PlaywrightError as error:  # navigated away while being read: read again
             if "navigat" not in str(error) and "destroyed" not in str(error):
                 raise BrowserError(f"reading the page: {_first_line(error)}") from None
             await page.wait_for_load_state("load", timeout=NAVIGATE_MS)
-            targets = await page.evaluate(MARK_TARGETS, [REF, TARGET_LIMIT])
-            text, title = await page.inner_text("body"), await page.title()
+            targets, text, title = await _read(page)
         if save_text is not None:
             save_text.parent.mkdir(parents=True, exist_ok=True)
             save_text.write_text(text.strip() + "\n")
@@ -272,6 +265,12 @@ class Tab:
             "text": clip(text.strip()),
             "targets": [describe_target(i, t) for i, t in enumerate(targets, start=1)],
         }
+
+
+async def _read(page: Page) -> tuple[list[dict[str, str]], str, str]:
+    """The page's targets (numbered on the page as it is now), visible text and title."""
+    targets = await page.evaluate(MARK_TARGETS, [REF, TARGET_LIMIT])
+    return targets, await page.inner_text("body"), await page.title()
 
 
 def _first_line(error: Exception) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tether.api.interaction import CONTENT_TYPES
 from tether.api.internal import MCP_SEPARATOR
+from tether.mcp_tools import model_result
 
 MODEL_STEP_TYPES = frozenset({"model_output", "thought", "function_call"})
 
@@ -89,13 +90,12 @@ def as_model_steps(steps: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     }
                 )
             case "mcp_server_tool_result":
-                said = "error" if step.get("is_error") else "result"
                 out.append(
                     {
                         "type": "function_result",
                         "call_id": step.get("call_id"),
                         "name": f"{step.get('server_name')}{MCP_SEPARATOR}{step.get('name')}",
-                        "result": {said: step.get("result")},
+                        "result": model_result(step),
                     }
                 )
             case "network_blocked":

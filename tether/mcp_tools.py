@@ -121,6 +121,11 @@ class ToolCall:
         }
 
 
+def model_result(result_step: dict[str, Any]) -> dict[str, str]:
+    """An mcp_server_tool_result as the model reads it, in a function result."""
+    return {"error" if result_step.get("is_error") else "result": result_step.get("result", "")}
+
+
 def result_text(content: list[Any], structured: Any = None) -> str:
     """A tool's result as the model reads it: its text parts (structured content when it has
     no text), other parts named by kind; clipped."""

@@ -6,9 +6,11 @@ import json
 
 import kubernetes
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.integration.test_agent_runs import install_model
 from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
+from tether.sandbox.workspace import create_app
 
 _namespaces = itertools.count()
 
@@ -78,3 +80,19 @@ def upstream(stack):
 def script(stack):
     """A scripted Model in tenant-a (`install_model`): script(name, responses) -> name."""
     return functools.partial(install_model, stack)
+
+
+@pytest.fixture
+async def tools(tmp_path):
+    """The workspace tool server over real HTTP, on tmp_path: tools(name, **args) -> answer.
+    Closing it closes the run's browser."""
+    client = TestClient(TestServer(create_app(tmp_path), host="127.0.0.1"))
+    await client.start_server()
+
+    async def call(name: str, **args):
+        response = await client.post(f"/tools/{name}", json=args)
+        assert response.status == 200
+        return await response.json()
+
+    yield call
+    await client.close()

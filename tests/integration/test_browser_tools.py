@@ -63,20 +63,6 @@ async def site():
     await server.close()
 
 
-@pytest.fixture
-async def tools(tmp_path):
-    client = TestClient(TestServer(create_app(tmp_path, run=""), host="127.0.0.1"))
-    await client.start_server()
-
-    async def call(name: str, **args):
-        response = await client.post(f"/tools/{name}", json=args)
-        assert response.status == 200
-        return await response.json()
-
-    yield call
-    await client.close()  # closes the browser
-
-
 async def test_navigate_reads_what_the_pages_javascript_rendered(tools, site):
     page = await tools("browser_navigate", url=f"{site}/rendered")
     assert page["ok"], page

@@ -181,6 +181,8 @@ def test_an_agent_run_calls_mcp_tools_from_its_sandbox_through_the_allowlist(cli
                 "allowed_tools": [{"tools": ["price", "broken"]}],
             },
             {"type": "mcp_server", "name": "other", "url": f"http://b.{HOST_ALIAS}:9/mcp"},
+            # eva's browser, less a tool the request leaves out
+            {"type": "computer_use", "excluded_predefined_functions": ["browser_screenshot"]},
         ]
         model = script(
             "mcp-agent",
@@ -192,6 +194,7 @@ def test_an_agent_run_calls_mcp_tools_from_its_sandbox_through_the_allowlist(cli
                     ]
                 },
                 call("prices__slow", seconds=0),
+                call("browser_screenshot", save_as="x.png"),
                 {"text": "enterprise is 199"},
             ],
         )
@@ -207,9 +210,12 @@ def test_an_agent_run_calls_mcp_tools_from_its_sandbox_through_the_allowlist(cli
     ]
     assert (mcp[1].result, mcp[1].is_error) == ("199.00", False)
     assert mcp[3].is_error is True and "the discount service is down" in mcp[3].result
-    # slow was left out by allowed_tools: the model was not offered it.
-    [missing] = [s for s in done.steps if s.type == "function_result"]
-    assert result_of(missing) == {"ok": False, "error": "there is no tool named 'prices__slow'"}
+    # slow was left out by allowed_tools, the screenshot by the request: neither was offered.
+    missing = [result_of(s) for s in done.steps if s.type == "function_result"]
+    assert missing == [
+        {"ok": False, "error": "there is no tool named 'prices__slow'"},
+        {"ok": False, "error": "there is no tool named 'browser_screenshot'"},
+    ]
     assert {h.get("x-api-key") for h in seen} == {"k-123"}
     # The server off the allowlist was never reached: the proxy refused it.
     assert (f"b.{HOST_ALIAS}", "POST") in {(b["host"], b["method"]) for b in blocked(done)}

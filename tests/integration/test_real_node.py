@@ -228,6 +228,10 @@ def test_services_resolve_by_name_and_network_policies_are_enforced(cluster):
         # load in a bare image)
         cluster_ip = _get(control_plane, "service", "web")["spec"]["clusterIP"]
         assert f"Address: {cluster_ip}" in control_plane.kubectl(*lookup)
+        deadline = time.monotonic() + 30
+        while not _succeeds(control_plane, *fetch(cluster_ip, 80)):  # kube-proxy's next sync
+            assert time.monotonic() < deadline, "kube-proxy never routed the Service"
+            time.sleep(0.5)
         assert "served-by-web" in control_plane.kubectl(*fetch(cluster_ip, 80))
         policy = deny_egress("client", allow_dns=True)
         control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(policy))

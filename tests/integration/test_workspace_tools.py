@@ -25,20 +25,6 @@ async def page():
     await server.close()
 
 
-@pytest.fixture
-async def tools(tmp_path):
-    client = TestClient(TestServer(create_app(tmp_path), host="127.0.0.1"))
-    await client.start_server()
-
-    async def call(name: str, **args):
-        response = await client.post(f"/tools/{name}", json=args)
-        assert response.status == 200
-        return await response.json()
-
-    yield call
-    await client.close()
-
-
 async def test_python_and_bash_run_in_the_workspace(tools, tmp_path):
     result = await tools(
         "run_code", language="python", code="open('a.txt','w').write('hi'); print(2+2)"

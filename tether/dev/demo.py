@@ -52,12 +52,11 @@ PLANS = {
     "globex": ("Globex plans", [["Basic", "12.50"], ["Team", "49.00"], ["Enterprise", "199.00"]]),
 }
 
-PARSE = """
+PARSER = """
 import csv, pathlib, re
 rows = []
-for page in sorted(pathlib.Path("pages").glob("*.html")):
-    html = page.read_text()
-    for plan, price in re.findall(r'class="plan">([^<]+)</td><td class="price">\\$([0-9.]+)', html):
+for page in sorted(pathlib.Path("pages").glob("*.SUFFIX")):
+    for plan, price in re.findall(ROW, page.read_text(), re.M):
         rows.append({"competitor": page.stem, "plan": plan, "price_usd": price})
 with open("prices.csv", "w", newline="") as out:
     writer = csv.DictWriter(out, fieldnames=["competitor", "plan", "price_usd"])
@@ -65,29 +64,21 @@ with open("prices.csv", "w", newline="") as out:
     writer.writerows(rows)
 print(f"{len(rows)} plans from {len({r['competitor'] for r in rows})} competitors")
 """
+"""The code the agent runs: each (plan, price) the expression ROW finds in pages/*.SUFFIX."""
 
 
-PARSE_RENDERED = """
-import csv, pathlib, re
-rows = []
-for page in sorted(pathlib.Path("pages").glob("*.txt")):
-    for plan, price in re.findall(r"^(\\w+)\\t\\$([0-9.]+)$", page.read_text(), re.M):
-        rows.append({"competitor": page.stem, "plan": plan, "price_usd": price})
-with open("prices.csv", "w", newline="") as out:
-    writer = csv.DictWriter(out, fieldnames=["competitor", "plan", "price_usd"])
-    writer.writeheader()
-    writer.writerows(rows)
-print(f"{len(rows)} plans from {len({r['competitor'] for r in rows})} competitors")
-"""
-"""The browser variant's parser: the rendered pages' text, a table row per line."""
+def parser(suffix: str, row: str) -> str:
+    return PARSER.replace("SUFFIX", suffix).replace("ROW", repr(row))
 
 
 def plan(base_url: str, browser: bool = False) -> list[dict]:
     """The scripted model's turns: fetch both pages (or, with `browser`, open them in the
     browser and keep their rendered text), parse them, answer."""
-    tool, saved, parse = (
-        ("browser_navigate", "txt", PARSE_RENDERED) if browser else ("fetch_url", "html", PARSE)
-    )
+    if browser:  # the rendered text: a table row per line, its cells between tabs
+        tool, saved, parse = "browser_navigate", "txt", parser("txt", r"^(\w+)\t\$([0-9.]+)$")
+    else:  # the HTML as served
+        row = r'class="plan">([^<]+)</td><td class="price">\$([0-9.]+)'
+        tool, saved, parse = "fetch_url", "html", parser("html", row)
     return [
         {
             "text": f"I'll {'open' if browser else 'fetch'} both pricing pages.",
