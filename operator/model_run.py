@@ -132,9 +132,9 @@ async def _answer(
         raise RunError("invalid_request", "the conversation holds " + "; ".join(refused))
     tools = [tool.to_wire() for tool in spec.tools or []]
     servers = mcp_tools.servers_of(tools)
-    allow_private = ctx.settings.webhook_allow_private
+    transport = None if ctx.settings.webhook_allow_private else outbound.PublicTransport()
     async with mcp_tools.Toolbox(
-        servers, lambda headers: outbound.http_client(allow_private, headers)
+        servers, lambda headers: mcp_tools.http_client(headers, transport=transport)
     ) as toolbox:
         instruction = "\n\n".join(t for t in (spec.system_instruction, toolbox.note()) if t)
         request = ModelRequest(

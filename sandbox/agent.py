@@ -29,7 +29,7 @@ from tether.api.internal import (
     GenerateRequest,
     RunInput,
 )
-from tether.mcp_tools import Toolbox, model_result, servers_of
+from tether.mcp_tools import Toolbox, http_client, model_result, servers_of
 
 REPEAT_LIMIT = 3
 RETRY_SECONDS = 120
@@ -246,10 +246,7 @@ def public_steps(call_id: str, name: str, args: dict, result: dict) -> list[dict
 
 def through_the_proxy(headers: dict[str, str]) -> httpx2.AsyncClient:
     """The agent's MCP calls leave through the egress proxy, under the run's allowlist."""
-    proxy = os.environ.get("TETHER_EGRESS_PROXY") or None
-    return httpx2.AsyncClient(
-        headers=headers, proxy=proxy, trust_env=False, timeout=httpx2.Timeout(30, read=300)
-    )
+    return http_client(headers, proxy=os.environ.get("TETHER_EGRESS_PROXY") or None)
 
 
 async def run_loop(run: RunInput, gateway: Gateway, http, workspace: str) -> Outcome:

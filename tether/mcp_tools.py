@@ -33,6 +33,8 @@ SERVER_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CONNECT_SECONDS = 15.0
 CALL_SECONDS = 60.0
 RESULT_LIMIT = 32 * 1024
+TIMEOUT = httpx2.Timeout(30, read=300)
+"""30 s to connect and send; a server may hold a response stream open longer."""
 ClientFactory = Callable[[dict[str, str]], httpx2.AsyncClient]
 """An HTTP client carrying a server's headers, made where the caller's connections leave from."""
 
@@ -86,6 +88,18 @@ def problems(tools: list[dict[str, Any]]) -> list[str]:
         if tool.get("defer_loading"):
             out.append(f"{where}.defer_loading: Tether lists a server's tools when the run starts")
     return out
+
+
+def http_client(
+    headers: dict[str, str],
+    proxy: str | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> httpx2.AsyncClient:
+    """The client a server's calls go out by: through `proxy` (a sandbox's egress proxy), or
+    by `transport` (the platform's, which refuses private addresses)."""
+    return httpx2.AsyncClient(
+        headers=headers, proxy=proxy, transport=transport, trust_env=False, timeout=TIMEOUT
+    )
 
 
 def servers_of(tools: list[dict[str, Any]]) -> list[McpServer]:

@@ -116,14 +116,3 @@ class PublicTransport(httpx2.AsyncHTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self._pool._network_backend = PublicBackend()
-
-
-def http_client(
-    allow_private: bool, headers: dict[str, str] | None = None, timeout: float = 30
-) -> httpx2.AsyncClient:
-    """An httpx2 client for tenant-named addresses: private ones refused unless allowed."""
-    return httpx2.AsyncClient(
-        headers=headers,
-        timeout=httpx2.Timeout(timeout, read=max(timeout, 300)),
-        transport=None if allow_private else PublicTransport(),
-    )

@@ -8,7 +8,7 @@ import pytest
 from tether import outbound
 from tether.conversation import as_model_steps
 from tether.dev.fakes.mcp_server import McpSite
-from tether.mcp_tools import McpServer, Toolbox, problems
+from tether.mcp_tools import McpServer, Toolbox, http_client, problems
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def site():
 
 
 def anywhere(headers):
-    return outbound.http_client(True, headers)
+    return http_client(headers)
 
 
 async def test_tools_are_listed_filtered_and_called_over_both_transports(site):
@@ -66,7 +66,7 @@ async def test_a_server_that_cannot_be_reached_is_told_to_the_model():
 
 async def test_the_platforms_calls_refuse_private_addresses_unless_allowed(site):
     def public_only(headers):
-        return outbound.http_client(False, headers)
+        return http_client(headers, transport=outbound.PublicTransport())
 
     async with Toolbox([McpServer("p", site.url)], public_only) as box:
         assert box.declarations == []
