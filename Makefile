@@ -9,7 +9,7 @@ EGRESS_STAMP := $(EGRESS_VENV)/.installed-$(shell cat pyproject.toml egress/requ
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
-.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo demo-browser bench bench-sandbox images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo demo-browser bench bench-memory bench-sandbox images kind-up kind-deploy kind-e2e
 
 ## The platform's environment (.venv), and the egress proxy's (.venv-egress: mitmproxy's pins
 ## clash with the vendor SDKs', see egress/requirements.txt).
@@ -100,6 +100,11 @@ demo-browser: venv
 ## its own (~/.cache/tether/bench/litellm-venv); `bench/overhead.py --no-peer` skips it.
 bench: venv control-plane node-parts system-deps
 	$(PY) bench/overhead.py
+
+## What the local stack holds in memory, idle and after 10,000 interactions; writes its section
+## of BENCHMARKS.md.
+bench-memory: venv control-plane node-parts system-deps
+	$(PY) bench/memory.py
 
 ## make up's start, cold and warm, and agent-run start latency on the real node under runc
 ## and gVisor; writes its section of BENCHMARKS.md. Needs root, and no `make up` running.

@@ -6,7 +6,9 @@ provider → event log), all interleaved in one run.
     make bench            # or: .venv/bin/python bench/overhead.py --requests 200 [--no-peer]
 
 Reports p50/p99 of non-streaming latency and of streaming time to first token, what LiteLLM and
-Tether each add over the direct call, and the ratio of the two; writes them to BENCHMARKS.md.
+Tether each add over the direct call, and the ratio of the two; then each side's throughput at a
+fixed concurrency on the openai-compatible path, with the CPU each process spent per request and
+the memory everything holds. Writes them to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from calls import Call, CallFailed, first_token, interactions_call, latency  # b
 from litellm_peer import INTERACTIONS_PATH, PIN, LiteLLMProxy, model_name
 from prometheus_client.parser import text_string_to_metric_families
 from report import write_section
+from throughput import Load, load
 from upstreams import KEY, UPSTREAM_MODEL, UPSTREAMS, LocalUpstreams
 
 from tether.dev.stack import DevStack
@@ -102,6 +105,9 @@ class Measured:
     """What stood for LiteLLM, or None when the run skipped it."""
     peer_failures: dict[str, str] = field(default_factory=dict)
     """Per provider, what LiteLLM answered on a path it could not serve."""
+    loads: dict[str, Load] = field(default_factory=dict)
+    """Per side, the load run on the openai-compatible path."""
+    concurrency: int = 0
 
 
 def no_samples() -> Samples:
@@ -130,7 +136,10 @@ def peer_calls(
     return calls, failures
 
 
-def run(requests: int, warmup: int, peer: bool) -> Measured:
+LOAD_PATH = "openai-compatible"
+
+
+def run(requests: int, warmup: int, peer: bool, concurrency: int, load_seconds: float) -> Measured:
     work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     upstreams = LocalUpstreams(work / "upstreams")
     proxy = stack = None
@@ -171,7 +180,17 @@ def run(requests: int, warmup: int, peer: bool) -> Measured:
             name: (after[name][0] - before[name][0]) / (after[name][1] - before[name][1])
             for name in BREAKDOWN
         }
-        return Measured(samples, breakdown, PIN if peer else None, failures)
+        pids = {
+            "direct": {"upstream": upstreams.pids[LOAD_PATH]},
+            "litellm": {"LiteLLM proxy": proxy.proc.pid} if proxy and proxy.proc else {},
+            "tether": {name: proc.pid for name, proc in stack.procs.items()},
+        }
+        loads = {
+            side: load(calls[LOAD_PATH, side], pids[side], concurrency, load_seconds)
+            for side in SIDES
+            if (LOAD_PATH, side) in calls and load_seconds > 0
+        }
+        return Measured(samples, breakdown, PIN if peer else None, failures, loads, concurrency)
     finally:
         if stack is not None:
             stack.stop()
@@ -240,8 +259,53 @@ def report(measured: Measured, requests: int, command: str) -> str:
             "|---|---|",
             *breakdown,
             "",
+            *_loads(measured),
         ]
     )
+
+
+def _loads(measured: Measured) -> list[str]:
+    """Throughput, CPU per request and memory, per side; Tether's per component."""
+    if not measured.loads:
+        return []
+    rows = [
+        f"| {SIDES[side]} | {run.per_second:.1f} | {run.failed} | "
+        f"{run.cpu_ms_per_request():.1f} | {sum(run.memory[0].values()):.0f} | "
+        f"{sum(run.memory[1].values()):.0f} | {run.generator_cpu * 1e3 / max(1, run.completed):.1f}"
+        f" | {run.load_average[0]:.2f} → {run.load_average[1]:.2f} |"
+        for side, run in measured.loads.items()
+    ]
+    lines = [
+        f"### Throughput at concurrency {measured.concurrency} ({LOAD_PATH} path, non-streaming)",
+        "",
+        f"{measured.concurrency} clients send the request back to back for"
+        f" {next(iter(measured.loads.values())).seconds:.0f} s per side, one side after the other,"
+        " from one asyncio loop (aiohttp) in the benchmark's process. *CPU per request* is the user"
+        " and system time of the side's processes (each with every process under it) over the"
+        " completed requests; the upstream's is in the direct row only. *Memory* is their resident"
+        " set before and after the load.",
+        "",
+        "| side | completed/s | failed | CPU per request (ms) | memory before (MiB) |"
+        " memory after (MiB) | load generator CPU per request (ms) | load average (1 min) |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    if tether := measured.loads.get("tether"):
+        total = sum(tether.cpu.values()) or 1
+        lines += [
+            "Tether's CPU per request by component:",
+            "",
+            "| component | CPU per request (ms) | share | memory after (MiB) |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {tether.cpu_ms_per_request(name):.1f} | "
+                f"{tether.cpu[name] / total:.0%} | {tether.memory[1][name]:.0f} |"
+                for name in sorted(tether.cpu, key=tether.cpu.get, reverse=True)
+            ),
+            "",
+        ]
+    return lines
 
 
 def _setup(measured: Measured) -> list[str]:
@@ -284,13 +348,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip LiteLLM's proxy")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--load-seconds", type=float, default=20, help="0 skips the load runs")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args()
     flags = [f"--requests {args.requests}"] if args.requests != 200 else []
     flags += [f"--warmup {args.warmup}"] if args.warmup != 20 else []
+    flags += [f"--concurrency {args.concurrency}"] if args.concurrency != 16 else []
+    flags += [f"--load-seconds {args.load_seconds:g}"] if args.load_seconds != 20 else []
     flags += [] if args.peer else ["--no-peer"]
     command = f"bench/overhead.py {' '.join(flags)}" if flags else "make bench"
-    text = report(run(args.requests, args.warmup, args.peer), args.requests, command)
+    measured = run(args.requests, args.warmup, args.peer, args.concurrency, args.load_seconds)
+    text = report(measured, args.requests, command)
     print(text)
     write_section(args.out, text)
     return 0

@@ -92,6 +92,7 @@ class LocalUpstreams(Component):
         self.work = work
         self.procs: list[subprocess.Popen] = []
         self.endpoints: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
 
     def _start(self) -> None:
         ports = {}
@@ -103,6 +104,7 @@ class LocalUpstreams(Component):
             self.procs.append(proc)
             ports[upstream.provider] = (port, proc, log)
             self.endpoints[upstream.provider] = upstream.endpoint(port)
+            self.pids[upstream.provider] = proc.pid
         for name, (port, proc, log) in ports.items():
             wait_until(name, lambda port=port: port_in_use(port), 20, [(name, proc, log)])
 

@@ -18,7 +18,6 @@ connections it is given. The internal app shares the public app's connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -62,7 +61,8 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     redis = connection.connect(settings)
     keys = ApiKeys(kube, settings.system_namespace)
     await keys.load()  # serve no request before the keys are known
-    watching = asyncio.create_task(keys.watch())
+    catalog = Catalog.watched(kube, settings.system_namespace)
+    watching = [asyncio.create_task(keys.watch()), asyncio.create_task(catalog.keep_current())]
     app[STATE] = State(
         settings=settings,
         kube=kube,
@@ -70,14 +70,14 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         keys=keys,
         run_store=RunStore(redis, settings.retention_seconds),
         outputs=Outputs(redis, settings.retention_seconds),
-        catalog=Catalog(kube, settings.system_namespace),
+        catalog=catalog,
         providers=Providers(kube),
         slots=ModelSlots(redis),
     )
     yield
-    watching.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watching
+    for task in watching:
+        task.cancel()
+    await asyncio.gather(*watching, return_exceptions=True)
     await redis.aclose()
     await kube.close()
 

@@ -247,7 +247,10 @@ async def list_(request: web.Request) -> web.Response:
     token = request.query.get("page_token", "")
     found = await state.page("interactions", namespace, page_size(request), token, **options)
     body: dict[str, Any] = {
-        "interactions": [await view_of(state, item, False) for item in found["items"]]
+        "interactions": [
+            await view_of(state, await state.events.as_announced(item), False)
+            for item in found["items"]
+        ]
     }
     if next_token := found["metadata"].get("continue"):
         body["next_page_token"] = next_token
@@ -344,7 +347,9 @@ async def _check_previous(state: State, namespace: str, spec: InteractionSpec) -
             raise ApiError(400, problem)
         return
     obj = await state.kube.get("interactions", namespace, previous)
-    if obj is None:
+    if obj is not None:
+        obj = await state.events.as_announced(obj)
+    else:
         if await was_unstored(state.events.redis, namespace, previous):
             raise ApiError(
                 400,

@@ -8,7 +8,6 @@ its workspace files here; the operator reads them back when the pod ends.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from typing import Any
@@ -74,28 +73,27 @@ async def _run(request: web.Request) -> tuple[State, run_tokens.RunClaims, dict[
     obj = await state.kube.get("interactions", claims.namespace, claims.name)
     if obj is None or obj["metadata"]["uid"] != claims.uid:
         raise not_found("interaction", claims.name)
+    obj = await state.events.as_announced(obj)
     phase = (obj.get("status") or {}).get("phase")
     if phase in TERMINAL_PHASES:
         raise ApiError(409, f"interaction {claims.name!r} has already ended ({phase})", "ended")
     return state, claims, obj
 
 
-async def _emit(state: State, claims, event_type: str, **fields: Any) -> None:
-    await emit(state, claims.namespace, claims.name, event_type, **fields)
-
-
-async def emit(state: State, namespace: str, name: str, event_type: str, **fields: Any) -> None:
-    event = {"event_type": event_type, **fields}
-    if await state.events.append(namespace, name, event) is None:
-        # The run ended while this call was under way: its log takes nothing more.
-        raise ApiError(409, f"interaction {name!r} has already ended", "ended")
+def ended(name: str) -> ApiError:
+    """The run ended while this call was under way: its log takes nothing more."""
+    return ApiError(409, f"interaction {name!r} has already ended", "ended")
 
 
 async def record_step(state: State, namespace: str, name: str, step: dict[str, Any]) -> int:
     """A step into the run's timeline, announced to its streams as it happens."""
     index = await state.run_store.append_step(namespace, name, step)
-    await emit(state, namespace, name, "step.start", index=index, step=step)
-    await emit(state, namespace, name, "step.stop", index=index)
+    events = [
+        {"event_type": "step.start", "index": index, "step": step},
+        {"event_type": "step.stop", "index": index},
+    ]
+    if await state.events.append(namespace, name, events) is None:
+        raise ended(name)
     return index
 
 
@@ -131,6 +129,7 @@ async def _generate(
     if model is None:
         raise ApiError(404, f"model {claims.model!r} not found")
     steps = [Step.from_wire(s).to_wire() for s in body.steps]
+    emit = state.events.emitter(ns, name)
     try:
         turn, _ = await answer(
             model,
@@ -140,7 +139,7 @@ async def _generate(
                 system_instruction=body.system_instruction,
                 tools=body.tools,
             ),
-            functools.partial(_emit, state, claims),
+            emit,
             await state.run_store.next_index(ns, name),
             lookup=lambda id_: state.catalog.model(ns, id_),
             provider_of=state.providers.for_model,
@@ -149,6 +148,8 @@ async def _generate(
         )
     except ProviderError as error:
         raise ApiError(502, error.message, error.code) from error
+    if not await emit.flush():
+        raise ended(name)
     for step in turn.steps:  # thoughts and text were streamed from `index` on, in this order
         await state.run_store.append_step(ns, name, step)
     usage = turn.usage

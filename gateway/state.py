@@ -36,11 +36,12 @@ class State:
     slots: ModelSlots
 
     async def interaction(self, namespace: str, name: str) -> dict[str, Any]:
-        """The tenant's interaction, or the API's 404 (one being deleted is gone already)."""
+        """The tenant's interaction, or the API's 404 (one being deleted is gone already), with
+        its ending as soon as it was announced."""
         obj = await self.kube.get("interactions", namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             raise not_found("interaction", name)
-        return obj
+        return await self.events.as_announced(obj)
 
     async def page(
         self, plural: str, namespace: str, limit: int, token: str, **options: Any

@@ -60,7 +60,8 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
             "model_not_found", f"model {run.model!r} (of agent {agent_name!r}) not found"
         )
     steps = await through_outages(
-        lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), f"history of {name}"
+        lambda: conversation(ctx.kube, ctx.events, ctx.outputs, namespace, spec),
+        f"history of {name}",
     )
 
     token = run_tokens.issue(
@@ -101,9 +102,16 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         running["environmentId"] = run.environment_id
     marked, wrote = await transition(ctx, obj, running)
     if wrote and previous.get("phase") != "in_progress":
-        emit = ctx.events.emitter(namespace, name)
-        await emit("interaction.created", interaction=interaction_view(marked, include_input=False))
-        await emit("interaction.status_update", interaction_id=name, status="in_progress")
+        view = interaction_view(marked, include_input=False)
+        started = [
+            {"event_type": "interaction.created", "interaction": view},
+            {
+                "event_type": "interaction.status_update",
+                "interaction_id": name,
+                "status": "in_progress",
+            },
+        ]
+        await ctx.events.append(namespace, name, started)
 
 
 async def _credential_variables(

@@ -3,11 +3,17 @@
 An ending is three steps, each idempotent, so that after a crash at any point doing it again
 finishes what was left and repeats nothing:
 
-1. one compare-and-swap of the status to a terminal phase (on the resource version), retried
-   through API server outages: the first ending written wins, a later one changes nothing;
-2. one announcement in the event log (`interaction.completed` and its companions, written
-   atomically with an "ended" marker, so never twice), and with it the webhook messages;
+1. one announcement in the event log (`interaction.completed` and its companions, written
+   atomically with an "ended" marker that keeps the ending's status, so never twice), and with it
+   the webhook messages: the first ending announced wins, a later one changes nothing;
+2. the status write: a compare-and-swap to the announced ending (on the resource version),
+   retried through API server outages. A client waiting for the end has its answer before this
+   write; until it lands, readers take the ending from the marker (`EventLog.as_announced`), and
+   an operator that restarts finishes it (`finish_announced`);
 3. the clean-up: the sandbox's pod, Secret and NetworkPolicy, and a `store: false` record.
+
+An interaction whose status says it ended but whose log never announced it (a crash of an earlier
+release between its write and its announcement) is announced at restart (`resume_ended`).
 """
 
 from __future__ import annotations
@@ -120,7 +126,8 @@ async def transition(
 
 
 async def conclude(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
-    """End the interaction with `outcome`, unless it has ended already (then nothing changes).
+    """End the interaction with `outcome`, unless it has ended already (then the ending that
+    was announced first is the one written).
 
     Returns the ended object, whoever ended it; None if the interaction is gone.
     """
@@ -141,49 +148,85 @@ async def conclude(ctx: Context, obj: dict[str, Any], outcome: Outcome) -> dict[
         status["errors"] = outcome.errors
     if outcome.answered_by:
         status["answeredBy"] = outcome.answered_by
+    if (obj.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return await settle(ctx, obj)  # written before it was announced (an older release)
+    ended = {**obj, "status": {**(obj.get("status") or {}), **status}}
+    if not await announce(ctx, ended, outcome.steps):
+        status = await through_outages(
+            lambda: ctx.events.ended_status(namespace, name), f"ending of {namespace}/{name}"
+        )
+        if status is None:  # deleted meanwhile, or announced by an older release
+            return await through_outages(
+                lambda: ctx.kube.get("interactions", namespace, name), f"read {namespace}/{name}"
+            )
+    return await finish_announced(ctx, obj, status)
+
+
+async def finish_announced(
+    ctx: Context, obj: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Write the ending that was announced, then clean up: again after a crash changes
+    nothing."""
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     try:
-        final, wrote = await transition(ctx, obj, status)
+        final, _ = await transition(ctx, obj, status)
     except ApiException as error:  # refused as written: end it all the same, saying why
         log.error("the ending of %s/%s was refused: %s", namespace, name, error.body)
         message = "the run ended but its outcome could not be recorded; see the operator log"
-        status = {
+        refused = {
             "phase": "failed",
             "updated": now(),
             "errors": [{"code": "internal", "message": message}],
         }
-        final, wrote = await transition(ctx, obj, status)
-    if final is not None and wrote:
-        await settle(ctx, final, outcome.steps)
+        final, _ = await transition(ctx, obj, refused)
+    if final is not None:
+        await clean_up(ctx, final)
     return final
 
 
-async def settle(
-    ctx: Context, final: dict[str, Any], steps: list[dict[str, Any]] | None = None
+async def settle(ctx: Context, final: dict[str, Any]) -> dict[str, Any]:
+    """Announce an interaction whose status says it ended, and clean up after it."""
+    await announce(ctx, final)
+    await clean_up(ctx, final)
+    return final
+
+
+async def announce(
+    ctx: Context, ended: dict[str, Any], steps: list[dict[str, Any]] | None = None
 ) -> bool:
-    """Announce an ended interaction and clean up after it; True if this call announced it."""
-    meta = final["metadata"]
+    """The end of `ended` (its status the ending) into its event log, with its webhook
+    messages: True if this call announced it, False if an ending was announced before."""
+    meta = ended["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    status = final.get("status") or {}
+    status = ended["status"]
     phase = status["phase"]
     if steps is None and status.get("stepsRef"):
         steps = await through_outages(
-            lambda: output_steps(ctx.outputs, final), f"outputs of {namespace}/{name}"
+            lambda: output_steps(ctx.outputs, ended), f"outputs of {namespace}/{name}"
         )
-    view = interaction_view(final, include_input=False, outputs=steps if steps else None)
+    view = interaction_view(ended, include_input=False, outputs=steps if steps else None)
     events = [
         {"event_type": "interaction.status_update", "interaction_id": name, "status": phase},
         *({"event_type": "error", "error": error} for error in status.get("errors") or []),
         {"event_type": "interaction.completed", "interaction": view},
     ]
-    webhooks = ending_jobs(final)
+    kept = {k: v for k, v in status.items() if k not in ("conditions", "observedGeneration")}
     announced = await through_outages(
-        lambda: ctx.events.end(namespace, name, events, webhooks), f"announce {namespace}/{name}"
+        lambda: ctx.events.end(namespace, name, events, ending_jobs(ended), kept),
+        f"announce {namespace}/{name}",
     )
-    kind = kind_of(final)
     if announced:
-        metrics.INTERACTIONS.labels(kind, phase).inc()
+        metrics.INTERACTIONS.labels(kind_of(ended), phase).inc()
+    return announced
+
+
+async def clean_up(ctx: Context, final: dict[str, Any]) -> None:
+    """What an ended run leaves behind: its sandbox, its Environment's claim, and the resource
+    itself when it was not to be stored."""
+    meta = final["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     spec = InteractionSpec.from_kube(final["spec"])
-    if kind == "agent":
+    if kind_of(final) == "agent":
         await through_outages(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
         await delete_children(ctx, namespace, child_name(meta["uid"]))
         if env_id := spec.environment_id():
@@ -198,7 +241,6 @@ async def settle(
         await through_outages(
             lambda: ctx.kube.delete("interactions", namespace, name), f"delete {name}"
         )
-    return announced
 
 
 async def give_back(ctx: Context, namespace: str, name: str, env_id: str) -> None:

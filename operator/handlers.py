@@ -18,6 +18,7 @@ from tether.api import GROUP, VERSION
 from tether.api.interaction import CANCEL_ANNOTATION, REPORTED_ANNOTATION, TERMINAL_PHASES
 from tether.errors import RunError
 from tether.kube import Kube, refusal
+from tether.outages import through_outages
 from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog
@@ -25,7 +26,7 @@ from tether.store.events import EventLog
 from . import environments, metrics, sweeps, triggers, webhooks
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
-from .ending import Outcome, conclude, delete_children, resume_ended
+from .ending import Outcome, conclude, delete_children, finish_announced, resume_ended
 from .model_run import run_model_interaction
 from .runs import RunCancelled
 from .sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
@@ -48,6 +49,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     server, _thread = start_http_server(config.metrics_port, addr=config.host)
     log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
+    memo.catalog = asyncio.create_task(memo.ctx.catalog.keep_current())
     memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
     memo.expirer = asyncio.create_task(environments.keep_expiring(memo.ctx))
     memo.deliverer = asyncio.create_task(webhooks.keep_delivering(memo.ctx))
@@ -57,6 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
+    memo.catalog.cancel()
     memo.sweeper.cancel()
     memo.expirer.cancel()
     memo.deliverer.cancel()
@@ -78,6 +81,14 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         if type is None:  # seen at (re)start: finish an ending a crash interrupted
             await resume_ended(ctx, obj)
         return
+    if type is None:  # an ending announced, and then the operator stopped before writing it?
+        namespace, name = body.metadata.namespace, body.metadata.name
+        announced = await through_outages(
+            lambda: ctx.events.ended_status(namespace, name), f"ending of {namespace}/{name}"
+        )
+        if announced is not None:
+            await finish_announced(ctx, obj, announced)
+            return
     is_agent = bool(body.spec.get("agent"))
     if CANCEL_ANNOTATION in body.metadata.annotations:
         if not ctx.runs.cancel(uid):  # not in flight here: end it now
@@ -89,7 +100,7 @@ async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
             await conclude(ctx, obj, cancelled)
         return
     if not is_agent:
-        ctx.runs.start(uid, run_model_interaction(ctx, obj))
+        ctx.runs.start(uid, run_model_interaction(ctx, obj, resumed=type is None))
     elif REPORTED_ANNOTATION in body.metadata.annotations:
         await finish_agent_run(ctx, obj, None)  # it said how it ended; its pod is winding down
     elif sandbox := body.status.get("sandboxPod"):

@@ -27,14 +27,18 @@ from tether.routing import answer
 from . import metrics
 from .context import Context
 from .ending import Outcome, conclude, now, transition
-from .runs import RunCancelled
+from .runs import RunCancelled, cancelling
 
 log = logging.getLogger("tether.operator")
 MCP_ROUNDS = 20
 """Model turns in a row that call only MCP tools, before the run ends incomplete."""
+MARK_AFTER_SECONDS = 1.0
+"""A run still going this long after its start is marked in_progress in its resource. A shorter
+one goes from accepted to its ending in one write: its stream says in_progress all the same."""
 
 
-async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
+async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool = False) -> None:
+    """Run it; `resumed`: seen as the operator (re)started, so an earlier try may have begun it."""
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = InteractionSpec.from_kube(obj["spec"])
@@ -53,16 +57,23 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
     marking: asyncio.Task | None = None
 
     async def announce(status: dict[str, Any]) -> None:
-        if previous.get("phase") != "in_progress":  # else the run's first try announced it
-            view = interaction_view({**obj, "status": status}, include_input=False)
-            await emit("interaction.created", interaction=view)
+        if previous.get("phase") == "in_progress":
+            return  # the run's first try announced it
+        if resumed and await ctx.events.exists(namespace, name):
+            return  # a try cut short before it was marked
+        view = interaction_view({**obj, "status": status}, include_input=False)
+        await emit("interaction.created", interaction=view)
+
+    async def mark_when_slow() -> tuple[dict[str, Any] | None, bool]:
+        await asyncio.sleep(MARK_AFTER_SECONDS)
+        return await transition(ctx, obj, running)
 
     async def start() -> None:
         """The run leaves the line and is under way."""
         nonlocal marking
-        # The in_progress write runs beside the model call: it is not on the critical path.
+        # The in_progress write, if any, runs beside the model call, off the critical path.
         # The ending waits for it, and both are compare-and-swaps, so neither undoes the other.
-        marking = asyncio.create_task(transition(ctx, obj, running))
+        marking = asyncio.create_task(mark_when_slow())
         await announce(running)
         await emit("interaction.status_update", interaction_id=name, status="in_progress")
 
@@ -84,10 +95,11 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         if marking is None:  # it ended before it left the line: announced all the same
             await announce(previous)
         else:
-            try:
-                marked, _ = await marking
-            except Exception:  # only a marker: the ending below is what counts
-                log.exception("could not mark %s/%s in_progress", namespace, name)
+            marked = await _marked(marking, namespace, name)
+        try:
+            await emit.flush()  # what the run streamed goes in before its end
+        except Exception:  # the ending below is what counts
+            log.exception("could not write the last events of %s/%s", namespace, name)
         await conclude(ctx, marked or obj, outcome)
     except asyncio.CancelledError:
         if marking is not None:
@@ -97,6 +109,23 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any]) -> None:
         ctx.runs.finished(uid)
         metrics.IN_FLIGHT.labels("model").dec()
         metrics.DURATION.labels("model").observe(time.monotonic() - started)
+
+
+async def _marked(marking: asyncio.Task, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object as the in_progress mark left it; None if the run ended before the mark was
+    due (a write cut short may still land: the ending's compare-and-swap reads it again)."""
+    if not marking.done():
+        marking.cancel()
+    try:
+        marked, _ = await marking
+        return marked
+    except asyncio.CancelledError:
+        if cancelling():
+            raise
+        return None
+    except Exception:  # only a marker: the ending is what counts
+        log.exception("could not mark %s/%s in_progress", namespace, name)
+        return None
 
 
 async def _call_model(
@@ -125,7 +154,8 @@ async def _answer(
     model: ResolvedModel,
 ) -> Outcome:
     steps = await through_outages(
-        lambda: conversation(ctx.kube, ctx.outputs, namespace, spec), "conversation history"
+        lambda: conversation(ctx.kube, ctx.events, ctx.outputs, namespace, spec),
+        "conversation history",
     )
     if refused := media_refusals(model.spec.provider, spec.model, steps):
         # the request's own input was checked at create: these come from earlier turns

@@ -55,7 +55,7 @@ class Runs:
         try:
             return await task
         except asyncio.CancelledError:
-            if uid in self._cancelled and not _cancelling():
+            if uid in self._cancelled and not cancelling():
                 raise RunCancelled from None
             task.cancel()  # the operator is stopping
             raise
@@ -100,7 +100,7 @@ class Runs:
             log.error("run %s crashed", uid, exc_info=error)
 
 
-def _cancelling() -> bool:
+def cancelling() -> bool:
     """Whether the current task itself is being cancelled (not just the work it awaited)."""
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0

@@ -2,20 +2,28 @@
 
 An id names a resource or one of its aliases. An Agent may stand on a base agent, and that on
 another, up to MAX_BASE_AGENTS deep.
+
+With informers (the gateway's and the operator's), a lookup costs no API call: it is answered from
+the watch. Only what the watch has not shown (a Model created a moment ago, a name that does not
+exist) is asked of the API server, as it is whenever the watch is broken.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.api.agent import AgentSpec
 from tether.api.model import ModelSpec
 from tether.errors import RunError
+from tether.informer import Informer
 from tether.kube import Kube
 
 MAX_BASE_AGENTS = 8
+T = TypeVar("T")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -54,9 +62,22 @@ class ResolvedModel:
 class Catalog:
     """Finds a tenant's Models and Agents: its namespace first, then the system namespace."""
 
-    def __init__(self, kube: Kube, system_namespace: str) -> None:
+    def __init__(
+        self, kube: Kube, system_namespace: str, informers: dict[str, Informer] | None = None
+    ) -> None:
         self.kube = kube
         self.system_namespace = system_namespace
+        self.informers = informers or {}
+        """By plural (models, agents)."""
+
+    @classmethod
+    def watched(cls, kube: Kube, system_namespace: str) -> Catalog:
+        """A catalog answered from watches of Models and Agents, once `keep_current` runs."""
+        return cls(kube, system_namespace, {p: Informer(kube, p) for p in ("models", "agents")})
+
+    async def keep_current(self) -> None:
+        """Keep the informers current until cancelled."""
+        await asyncio.gather(*(i.keep_current() for i in self.informers.values()))
 
     async def model(self, namespace: str, id_: str) -> ResolvedModel | None:
         found = await self._find("models", namespace, id_)
@@ -86,12 +107,43 @@ class Catalog:
     async def _find(self, plural: str, namespace: str, id_: str) -> dict[str, Any] | None:
         """By resource name, then by alias; in the tenant's namespace, then the platform's."""
         namespaces = [namespace, self.system_namespace]
-        if is_object_name(id_):
-            for where in namespaces:
-                if found := await self.kube.get(plural, where, id_):
-                    return found
+        informer = self.informers.get(plural)
+        if informer is not None and informer.synced:
+            remembered = await _lookup(
+                id_, namespaces, _answered(informer.get), _answered(informer.items)
+            )
+            if remembered:
+                return remembered
+
+        async def items(where: str) -> list[dict[str, Any]]:
+            return (await self.kube.list(plural, where))["items"]
+
+        return await _lookup(
+            id_, namespaces, lambda where, name: self.kube.get(plural, where, name), items
+        )
+
+
+async def _lookup(
+    id_: str,
+    namespaces: list[str],
+    get: Callable[[str, str], Awaitable[dict[str, Any] | None]],
+    items: Callable[[str], Awaitable[list[dict[str, Any]]]],
+) -> dict[str, Any] | None:
+    if is_object_name(id_):
         for where in namespaces:
-            for item in (await self.kube.list(plural, where))["items"]:
-                if id_ in (item.get("spec", {}).get("aliases") or []):
-                    return item
-        return None
+            if found := await get(where, id_):
+                return found
+    for where in namespaces:
+        for item in await items(where):
+            if id_ in (item.get("spec", {}).get("aliases") or []):
+                return item
+    return None
+
+
+def _answered(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A read from memory, in the shape of a read from the API server."""
+
+    async def answered(*args: Any) -> T:
+        return read(*args)
+
+    return answered

@@ -8,13 +8,16 @@ from tether.api.interaction import InteractionSpec, InteractionStatus
 from tether.conversation import history
 from tether.errors import RunError
 from tether.kube import Kube
+from tether.store.events import EventLog
 from tether.store.outputs import Outputs
 
 MAX_CHAIN = 1000
 
 
-async def load_chain(kube: Kube, namespace: str, previous_id: str | None) -> list[dict[str, Any]]:
-    """The earlier interactions of this conversation, oldest first."""
+async def load_chain(
+    kube: Kube, events: EventLog, namespace: str, previous_id: str | None
+) -> list[dict[str, Any]]:
+    """The earlier interactions of this conversation, oldest first, each as it ended."""
     chain: list[dict[str, Any]] = []
     seen: set[str] = set()
     while previous_id:
@@ -28,7 +31,7 @@ async def load_chain(kube: Kube, namespace: str, previous_id: str | None) -> lis
             raise RunError(
                 "previous_interaction_not_found", f"previous interaction {previous_id!r} not found"
             )
-        chain.append(obj)
+        chain.append(await events.as_announced(obj))
         previous_id = obj["spec"].get("previousInteractionId")
     chain.reverse()
     return chain
@@ -49,10 +52,10 @@ async def output_steps(outputs: Outputs, obj: dict[str, Any]) -> list[dict[str, 
 
 
 async def conversation(
-    kube: Kube, outputs: Outputs, namespace: str, spec: InteractionSpec
+    kube: Kube, events: EventLog, outputs: Outputs, namespace: str, spec: InteractionSpec
 ) -> list[dict[str, Any]]:
     """The whole timeline a model sees for this interaction: the chain's turns, then this input."""
-    chain = await load_chain(kube, namespace, spec.previous_interaction_id)
+    chain = await load_chain(kube, events, namespace, spec.previous_interaction_id)
     turns = [
         (
             InteractionSpec.from_kube(c["spec"]).to_wire().get("input"),

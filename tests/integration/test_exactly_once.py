@@ -18,9 +18,11 @@ import pytest
 import redis
 from google import genai
 from google.genai import types
+from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.test_sdk_interactions import ENDED
 from tether.dev.fakes.chat_completions import Reply
+from tether.store.events import EventLog
 
 NAMESPACE = "tenant-a"
 
@@ -54,6 +56,19 @@ def completions(events: redis.Redis, name: str) -> int:
 
 def sse_events(response: httpx.Response) -> list[dict]:
     return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def stored(custom, name: str, timeout: float = 10) -> dict:
+    """The resource as the cluster holds it, once its status says it ended (written just after
+    the ending is announced, which is when a client has its answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = custom.get_namespaced_custom_object(
+            "tether.dev", "v1alpha1", NAMESPACE, "interactions", name
+        )
+        if obj.get("status", {}).get("phase") in ENDED or time.monotonic() > deadline:
+            return obj
+        time.sleep(0.05)
 
 
 def wait_for_status(http: httpx.Client, name: str, statuses: set[str], timeout: float = 30):
@@ -170,8 +185,9 @@ def test_cancels_racing_completion_end_each_run_once(http, events):
 def test_an_ending_cut_short_by_a_crash_is_finished_once_after_a_restart(
     stack, http, events, custom
 ):
-    """An operator that dies right after writing the final status (before announcing it), or
-    in the middle of a run, leaves work that the next operator finishes, once."""
+    """An operator that dies right after announcing an ending (before writing its status), in
+    the middle of a run, or with a status written by an older release and never announced,
+    leaves work that the next operator finishes, once."""
     stack.stop_service("operator")
     try:
 
@@ -190,7 +206,11 @@ def test_an_ending_cut_short_by_a_crash_is_finished_once_after_a_restart(
             )
 
         ended, midway = interaction("ended"), interaction("midway")
+        announced = interaction("announced")
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        output = [{"type": "model_output", "content": [{"type": "text", "text": "y"}]}]
+        ending = {"phase": "completed", "updated": now, "steps": output}
+        asyncio.run(_announce(stack.redis_url, announced["metadata"]["name"], ending))
         for obj, status in (
             (
                 ended,
@@ -201,6 +221,7 @@ def test_an_ending_cut_short_by_a_crash_is_finished_once_after_a_restart(
                 },
             ),
             (midway, {"phase": "in_progress", "created": now, "updated": now}),
+            (announced, {"phase": "in_progress", "created": now, "updated": now}),
         ):
             custom.patch_namespaced_custom_object_status(
                 "tether.dev",
@@ -213,8 +234,15 @@ def test_an_ending_cut_short_by_a_crash_is_finished_once_after_a_restart(
     finally:
         stack.start_operator()
     ended_name, midway_name = ended["metadata"]["name"], midway["metadata"]["name"]
+    announced_name = announced["metadata"]["name"]
+    assert http.get(f"/v1/interactions/{announced_name}").json()["status"] == "completed"
+
+    written = stored(custom, announced_name, timeout=15)["status"]
+    assert written["phase"] == "completed"
+    assert written["steps"][0]["content"][0]["text"] == "y"  # never run
+    assert completions(events, announced_name) == 1
     wait_for_status(http, midway_name, {"completed"})
-    # the status is written first, then announced: wait for both announcements
+    # the older release's status was written, then never announced: wait for both announcements
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and 0 in (
         completions(events, ended_name),
@@ -256,10 +284,8 @@ def test_an_input_near_a_megabyte_completes_and_reads_back_whole(http, custom):
     done = answer.json()
     assert done["status"] == "completed"
     assert done["steps"][0]["content"][0]["text"] == text
-    stored = custom.get_namespaced_custom_object(
-        "tether.dev", "v1alpha1", NAMESPACE, "interactions", done["id"]
-    )
-    assert "steps" not in stored["status"] and stored["status"]["stepsRef"]
+    status = stored(custom, done["id"])["status"]
+    assert "steps" not in status and status["stepsRef"]
     timeline = http.get(f"/v1/interactions/{done['id']}").json()["steps"]
     assert [s["content"][0]["text"] for s in timeline] == [text, text]
     continued = http.post(
@@ -382,6 +408,17 @@ def test_a_client_dropping_its_stream_is_not_an_error_in_the_gateway_log(stack, 
     assert "unhandled error" not in added
 
 
+async def _announce(redis_url: str, name: str, status: dict) -> None:
+    """What an operator stopped right after an announcement leaves: the end in the log."""
+    client = AsyncRedis.from_url(redis_url)
+    try:
+        view = {"id": name, "status": status["phase"]}
+        completed = [{"event_type": "interaction.completed", "interaction": view}]
+        assert await EventLog(client, 3600).end(NAMESPACE, name, completed, status=status)
+    finally:
+        await client.aclose()
+
+
 def test_every_status_change_records_the_succeeded_condition_and_the_observed_generation(
     http, custom
 ):
@@ -392,9 +429,7 @@ def test_every_status_change_records_the_succeeded_condition_and_the_observed_ge
     ).json()
 
     def status(name: str) -> dict:
-        return custom.get_namespaced_custom_object(
-            "tether.dev", "v1alpha1", NAMESPACE, "interactions", name
-        )["status"]
+        return stored(custom, name)["status"]
 
     [succeeded] = status(done["id"])["conditions"]
     assert (succeeded["type"], succeeded["status"], succeeded["reason"]) == (

@@ -31,7 +31,9 @@ def test_an_alias_routes_ids_that_are_not_resource_names(client, upstream):
 def test_deltas_stream_through_to_the_sdk(client, upstream):
     events = list(client.interactions.create(model="local-llm", input="go", stream=True))
     deltas = [e.delta.text for e in events if e.event_type == "step.delta"]
-    assert deltas == ["the", " answer", " is", " forty", " two"]
+    # chunks that come while the last write is in flight go out joined: the text is whole
+    assert deltas and all(deltas) and "".join(deltas) == "the answer is forty two"
+    assert events[-1].event_type == "interaction.completed"
 
 
 def test_the_upstream_sees_the_whole_conversation(client, upstream):

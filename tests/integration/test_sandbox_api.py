@@ -77,7 +77,7 @@ def test_the_model_proxy_answers_and_streams_to_the_interactions_clients(client,
     for event in stream:
         if event.event_type == "step.delta":
             deltas.append(event.delta.text)
-        if len(deltas) == 3:
+        if event.event_type == "step.stop" and deltas:
             break
     stream.close()
     assert "".join(deltas) == "let me look"

@@ -126,7 +126,8 @@ def test_text_system_instruction_and_usage_come_back_from_the_vendor(client, ven
 def test_text_streams_from_the_vendor_as_deltas(client, vendor):
     events = list(client.interactions.create(model=vendor.model, input="go", stream=True))
     deltas = [e.delta.text for e in events if e.event_type == "step.delta"]
-    assert deltas == ["the", " answer", " is", " forty", " two"]
+    # chunks that come while the last write is in flight go out joined: the text is whole
+    assert deltas and all(deltas) and "".join(deltas) == "the answer is forty two"
     assert events[-1].event_type == "interaction.completed"
 
 

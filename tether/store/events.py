@@ -3,6 +3,10 @@
 Token deltas live here and never in etcd. Stream entry ids are the SSE `event_id`s: monotonic per
 interaction, and valid across gateway restarts and replicas because Redis assigns them.
 
+A run writes through an `Emitter`: its events queue while a write is in flight and go in with the
+next one, a batch per round trip, so a fast stream costs a few writes rather than one per token,
+and a follower wakes once per batch.
+
 The end of an interaction is written once: the completion events go in with an "ended" marker,
 atomically (a Lua script), so a repeated announcement after a crash adds nothing, and nothing is
 appended after the end.
@@ -10,14 +14,16 @@ appended after the end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
 
+from tether.api.interaction import TERMINAL_PHASES
 from tether.store.connection import BLOCK_MS
 from tether.store.webhook_queue import DUE, job_key
 
@@ -27,22 +33,27 @@ DELETED = "interaction_deleted"
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _MAX_ID_PART = 2**64 - 1
 
-# KEYS: stream, ended marker. ARGV: event. Nothing is appended once the end was announced.
+# KEYS: stream, ended marker. ARGV: events. Nothing is appended once the end was announced.
+# Returns the last event's id.
 _APPEND = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-return redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+local id = false
+for i = 1, #ARGV do id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+return id
 """
+MAX_QUEUED = 512
+"""Events an emitter holds before the run waits for its writes."""
 # KEYS: stream, ended marker, webhook due set, then one key per webhook job. ARGV: ttl, now,
-# the number of jobs n, n job ids, n jobs, then the events. Returns 1 if this call announced
-# the end.
+# the ending (the marker's value), the number of jobs n, n job ids, n jobs, then the events.
+# Returns 1 if this call announced the end.
 _END = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local n = tonumber(ARGV[3])
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(ARGV[4])
 for i = 1, n do
-  redis.call('SET', KEYS[3 + i], ARGV[3 + n + i])
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3 + i])
+  redis.call('SET', KEYS[3 + i], ARGV[4 + n + i])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4 + i])
 end
-for i = 4 + 2 * n, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for i = 5 + 2 * n, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
@@ -85,20 +96,15 @@ class EventLog:
         self._append = redis.register_script(_APPEND)
         self._end = redis.register_script(_END)
 
-    async def append(self, namespace: str, name: str, event: dict[str, Any]) -> str | None:
-        """Add one event (without its event_id); returns the id Redis gave it, or None if the
-        interaction has already ended (its log takes nothing more)."""
+    async def append(self, namespace: str, name: str, events: list[dict[str, Any]]) -> str | None:
+        """Add events (without their event_ids), in one round trip; returns the id Redis gave
+        the last, or None if the interaction has already ended (its log takes nothing more)."""
         keys = [stream_key(namespace, name), _ended_key(namespace, name)]
-        event_id = await self._append(keys=keys, args=[json.dumps(event)])
+        event_id = await self._append(keys=keys, args=[json.dumps(e) for e in events])
         return event_id.decode() if isinstance(event_id, bytes) else event_id
 
-    def emitter(self, namespace: str, name: str) -> Callable[..., Awaitable[None]]:
-        """`emit(event_type, **fields)` for one interaction's log."""
-
-        async def emit(event_type: str, **fields: Any) -> None:
-            await self.append(namespace, name, {"event_type": event_type, **fields})
-
-        return emit
+    def emitter(self, namespace: str, name: str) -> Emitter:
+        return Emitter(self, namespace, name)
 
     async def end(
         self,
@@ -106,10 +112,13 @@ class EventLog:
         name: str,
         events: list[dict[str, Any]],
         webhooks: list[dict[str, Any]] = (),
+        status: dict[str, Any] | None = None,
     ) -> bool:
         """Append the closing events, once: True if this call wrote them, False if the end was
         already announced. The log is kept for resume for a while, then Redis drops it. The
-        `webhooks` jobs go into the outbox with them, so they are sent for this end only once."""
+        `webhooks` jobs go into the outbox with them, so they are sent for this end only once.
+        `status` is the ending's status as the interaction's resource will hold it: kept with
+        the end, it is the ending until the resource says so itself (`as_announced`)."""
         keys = [
             stream_key(namespace, name),
             _ended_key(namespace, name),
@@ -119,6 +128,7 @@ class EventLog:
         args = [
             self.ttl_seconds,
             time.time(),
+            json.dumps(status or {}),
             len(webhooks),
             *(job["id"] for job in webhooks),
             *(json.dumps(job) for job in webhooks),
@@ -128,6 +138,29 @@ class EventLog:
 
     async def has_ended(self, namespace: str, name: str) -> bool:
         return bool(await self.redis.exists(_ended_key(namespace, name)))
+
+    async def ended_status(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The status of the ending announced, if one was (a deletion has none)."""
+        return _ending(await self.redis.get(_ended_key(namespace, name)))
+
+    async def as_announced(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """`obj` as its log tells it, where its own status does not say so yet: ended once its
+        ending is announced (the status is written just after), and in_progress once its run
+        has begun streaming (a quick run's status is written once, at its end)."""
+        status = obj.get("status") or {}
+        if status.get("phase") in TERMINAL_PHASES:
+            return obj
+        meta = obj["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(_ended_key(namespace, name))
+            pipe.exists(stream_key(namespace, name))
+            kept, streaming = await pipe.execute()
+        if ending := _ending(kept):
+            return {**obj, "status": {**status, **ending}}
+        if streaming and not status.get("phase"):
+            return {**obj, "status": {**status, "phase": "in_progress"}}
+        return obj
 
     async def delete(self, namespace: str, name: str) -> None:
         """The interaction is gone: a follower still reading learns so, then the log goes."""
@@ -161,6 +194,96 @@ class EventLog:
                     yield event
                     if is_end(event):
                         return
+
+
+def _ending(kept: bytes | None) -> dict[str, Any] | None:
+    """The status an "ended" marker keeps; None for a deletion's, or an older release's "1"."""
+    try:
+        status = json.loads(kept) if kept else None
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) and status.get("phase") else None
+
+
+class Emitter:
+    """`await emit(event_type, **fields)`: one interaction's events, written behind the run.
+
+    `emit` queues the event and returns; one write at a time takes everything queued, in order,
+    with the text deltas of one step joined (the same text in fewer events). `flush` waits until
+    all are in and says whether the log took them (False once the interaction has ended). A
+    write that fails fails the next `emit` or `flush`.
+    """
+
+    def __init__(self, log: EventLog, namespace: str, name: str) -> None:
+        self.log = log
+        self.namespace = namespace
+        self.name = name
+        self._queued: list[dict[str, Any]] = []
+        self._writing: asyncio.Task | None = None
+        self._failed: BaseException | None = None
+        self._refused = False
+
+    async def __call__(self, event_type: str, **fields: Any) -> None:
+        self._raise_failure()
+        join_or_queue(self._queued, {"event_type": event_type, **fields})
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write())
+        elif len(self._queued) >= MAX_QUEUED:
+            await self.flush()
+
+    async def flush(self) -> bool:
+        if self._writing is not None:
+            await asyncio.shield(self._writing)
+        self._raise_failure()
+        return not self._refused
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise self._failed
+
+    async def _write(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                if await self.log.append(self.namespace, self.name, batch) is None:
+                    self._refused = True
+        except Exception as error:
+            self._failed = error
+        finally:
+            self._writing = None
+
+
+def join_or_queue(queued: list[dict[str, Any]], event: dict[str, Any]) -> None:
+    """Append `event`, or add its text to the last queued event when both are text deltas of the
+    same kind on the same step."""
+    last = queued[-1] if queued else None
+    if (
+        last is not None
+        and event["event_type"] == last["event_type"] == "step.delta"
+        and event.get("index") == last.get("index")
+        and event["delta"].get("type") == last["delta"].get("type")
+        and (more := _delta_text(event["delta"])) is not None
+        and (so_far := _delta_text(last["delta"])) is not None
+    ):
+        last["delta"] = _with_text(last["delta"], so_far + more)
+    else:
+        queued.append(event)
+
+
+def _delta_text(delta: dict[str, Any]) -> str | None:
+    """The text a text or thought-summary delta carries; None for any other delta."""
+    if delta.get("type") == "text":
+        return delta.get("text")
+    content = delta.get("content") or {}
+    if delta.get("type") == "thought_summary" and content.get("type") == "text":
+        return content.get("text")
+    return None
+
+
+def _with_text(delta: dict[str, Any], text: str) -> dict[str, Any]:
+    if delta["type"] == "text":
+        return {**delta, "text": text}
+    return {**delta, "content": {**delta["content"], "text": text}}
 
 
 def _unstored_key(namespace: str, name: str) -> str:

@@ -1,0 +1,51 @@
+"""The benchmarks run, short, and report what they measure: nothing here is timed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def bench(script: str, *args: str, out: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out.read_text()
+
+
+def test_the_overhead_bench_measures_every_path_and_the_load(tmp_path):
+    text = bench(
+        "overhead.py",
+        *("--requests", "3", "--warmup", "1", "--load-seconds", "2", "--no-peer"),
+        out=tmp_path / "BENCHMARKS.md",
+    )
+    for path in ("openai-compatible", "gemini", "anthropic"):
+        assert f"| {path} | non-streaming latency |" in text
+    assert "### Throughput at concurrency 16" in text
+    tether = next(line for line in text.splitlines() if line.startswith("| Tether |"))
+    completed_per_second, failed = tether.split("|")[2:4]
+    assert float(completed_per_second) > 0 and int(failed) == 0
+    for component in ("operator", "gateway", "kube-apiserver", "etcd", "redis"):
+        assert f"| {component} |" in text
+
+
+def test_the_memory_bench_measures_idle_and_after_each_round(tmp_path):
+    text = bench("memory.py", "--interactions", "40", out=tmp_path / "BENCHMARKS.md")
+    rows = [line for line in text.splitlines() if line.startswith(("| idle", "| after"))]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "idle, after 100 to warm up",
+        "after 10",
+        "after 20",
+        "after 30",
+        "after 40",
+    ]
