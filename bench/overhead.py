@@ -48,7 +48,7 @@ def percentile(values: list[float], q: float) -> float:
 BREAKDOWN = {
     "tether_interaction_pickup_seconds": "accepted → run starts (CR write + watch)",
     "tether_model_first_output_seconds": "run start → first output from the upstream",
-    "tether_interaction_duration_seconds": "run start → final status written and announced",
+    "tether_interaction_duration_seconds": "run start → ending announced and its status written",
 }
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.parse
+import urllib.request
 from typing import Any, Self
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -22,6 +25,23 @@ def refusal(error: ApiException) -> str:
         return json.loads(error.body)["message"]
     except (TypeError, ValueError, KeyError):
         return error.reason or "the Kubernetes API refused the request"
+
+
+def _environment_read_once(api: client.ApiClient) -> None:
+    """kubernetes_asyncio's session has aiohttp read the proxy variables and ~/.netrc on every
+    request, each in a worker thread (`trust_env`). The API server's address is known now: unless
+    a proxy variable covers it, nothing in the environment changes where requests go, so the
+    session stops looking."""
+    host = urllib.parse.urlsplit(api.configuration.host).hostname or ""
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return
+    rest = api.rest_client
+    connector = rest.pool_manager.connector
+    rest.pool_manager.detach()
+    # as kubernetes_asyncio makes it, environment aside (large watch events need the buffer)
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=connector, trust_env=False, read_bufsize=2**21
+    )
 
 
 class Kube:
@@ -42,6 +62,7 @@ class Kube:
             config.load_incluster_config(client_configuration=configuration)
         api = client.ApiClient(configuration)
         api.user_agent = component
+        _environment_read_once(api)
         return cls(api)
 
     async def close(self) -> None:
