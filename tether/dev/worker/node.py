@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +37,20 @@ NODE_NAME = "tether-node"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def kubelet_port(address: str) -> int:
+    """A port free on the node's address, from the kubelet's own (10250) up: below the range the
+    kernel draws outgoing connections' ports from, where a connection from this address (to a
+    pod) could take a port found free a moment before."""
+    for port in range(10250, 10350):
+        with socket.socket() as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+            return port
+    raise StartupError(f"no free port for the kubelet on {address} in 10250-10349")
+
+
 class WorkerNode(Component):
     """Runs on the network it is given (its bridge must exist); stopping ends every container.
     Putting the host back is the owner's part (LocalCluster)."""
@@ -57,12 +72,13 @@ class WorkerNode(Component):
 
     def _start(self) -> None:
         healthz, proxy_healthz = free_port(), free_port()
-        self._files(kubelet_port=free_port(), healthz_port=healthz, proxy_healthz=proxy_healthz)
-        socket = self.paths.containerd_socket
+        port = kubelet_port(self.network.node_ip)
+        self._files(kubelet_port=port, healthz_port=healthz, proxy_healthz=proxy_healthz)
+        containerd_socket = self.paths.containerd_socket
         self._run(
             "containerd",
             [str(self.parts.containerd), "--config", str(self.paths.root / "containerd.toml")],
-            lambda: socket.exists() and self.ctr("version").returncode == 0,
+            lambda: containerd_socket.exists() and self.ctr("version").returncode == 0,
             # the shims: containerd finds each runtime's by name on its PATH
             env={
                 "PATH": f"{self.parts.containerd_shim_dir}:{self.parts.runsc.parent}:{SYSTEM_PATH}"
