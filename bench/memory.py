@@ -24,9 +24,10 @@ from calls import interactions_call  # bench/
 from litellm_peer import model_name
 from overhead import LOAD_PATH, TENANT, tether_objects
 from report import write_section
-from throughput import load, rss_mib
+from throughput import load
 from upstreams import LocalUpstreams
 
+from tether.dev.accounting import rss_mib
 from tether.dev.stack import DevStack
 
 ROUNDS = 4

@@ -12,12 +12,11 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 from calls import REPLY, Call
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from tether.dev.accounting import cpu_of, rss_mib
 
 
 @dataclass(frozen=True)
@@ -40,50 +39,6 @@ class Load:
     def cpu_ms_per_request(self, component: str | None = None) -> float:
         spent = self.cpu[component] if component else sum(self.cpu.values())
         return spent * 1e3 / max(1, self.completed)
-
-
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            found.setdefault(ppid, []).append(int(entry.name))
-    return found
-
-
-def cpu_seconds(pid: int, children: dict[int, list[int]]) -> float:
-    """User and system CPU of a process and every process under it."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    own = (int(fields[11]) + int(fields[12])) / TICKS
-    return own + sum(cpu_seconds(child, children) for child in children.get(pid, []))
-
-
-def cpu_of(pids: Mapping[str, int]) -> dict[str, float]:
-    children = _children()
-    return {name: cpu_seconds(pid, children) for name, pid in pids.items()}
-
-
-def rss_mib(pids: Mapping[str, int]) -> dict[str, float]:
-    """Resident memory of each component with every process under it."""
-    children = _children()
-
-    def rss(pid: int) -> int:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return 0
-        kib = next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-        return kib + sum(rss(child) for child in children.get(pid, []))
-
-    return {name: rss(pid) / 1024 for name, pid in pids.items()}
 
 
 async def _drive(

@@ -20,7 +20,7 @@ async def serve(settings: Settings) -> None:
     await runners[1].setup()
     try:
         for runner, port in zip(runners, (settings.port, settings.internal_port), strict=True):
-            await web.TCPSite(runner, settings.host, port).start()
+            await web.TCPSite(runner, settings.host, port, reuse_port=settings.reuse_port).start()
         logging.getLogger("tether.gateway").info(
             "serving on %s:%d (internal API on port %d)",
             settings.host,

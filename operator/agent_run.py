@@ -111,7 +111,7 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
                 "status": "in_progress",
             },
         ]
-        await ctx.events.append(namespace, name, started)
+        await ctx.events.append(namespace, name, started, ctx.leases.fence(namespace, name))
 
 
 async def _credential_variables(

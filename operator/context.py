@@ -11,6 +11,7 @@ from tether.settings import Settings
 from tether.store.events import EventLog
 from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
+from tether.store.run_leases import Run, RunLeases
 from tether.store.run_store import RunStore
 
 from .runs import Runs
@@ -27,6 +28,9 @@ class Context:
     run_store: RunStore = field(init=False)
     outputs: Outputs = field(init=False)
     slots: ModelSlots = field(init=False)
+    leases: RunLeases = field(init=False)
+    open: set[Run] = field(default_factory=set)
+    """The interactions that have not ended, whichever replica runs them."""
     active_sandboxes: dict[str, bool] = field(default_factory=dict)
     """Sandbox pods that have not ended, by uid: whether each has been seen running."""
 
@@ -36,3 +40,4 @@ class Context:
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)
         self.outputs = Outputs(self.events.redis, self.settings.retention_seconds)
         self.slots = ModelSlots(self.events.redis)
+        self.leases = RunLeases(self.events.redis, self.settings.operator_id)

@@ -12,6 +12,9 @@ finishes what was left and repeats nothing:
    an operator that restarts finishes it (`finish_announced`);
 3. the clean-up: the sandbox's pod, Secret and NetworkPolicy, and a `store: false` record.
 
+A run's own ending is fenced by its lease: announced only while no other replica holds the run
+(`LeaseLost` otherwise, and the run stops here unended: it ends where it runs now).
+
 An interaction whose status says it ended but whose log never announced it (a crash of an earlier
 release between its write and its announcement) is announced at restart (`resume_ended`).
 """
@@ -211,8 +214,9 @@ async def announce(
         {"event_type": "interaction.completed", "interaction": view},
     ]
     kept = {k: v for k, v in status.items() if k not in ("conditions", "observedGeneration")}
+    fence = ctx.leases.fence(namespace, name)  # None for an ending written from outside the run
     announced = await through_outages(
-        lambda: ctx.events.end(namespace, name, events, ending_jobs(ended), kept),
+        lambda: ctx.events.end(namespace, name, events, ending_jobs(ended), kept, fence),
         f"announce {namespace}/{name}",
     )
     if announced:

@@ -1,4 +1,5 @@
-"""kopf handlers: every Interaction event starts, cancels or ignores a run; nothing else.
+"""kopf handlers: every Interaction event starts, cancels or ignores a run; nothing else. Every
+replica sees every event; the one holding the run's lease (`tether.store.run_leases`) acts.
 
 Only `on.event` handlers watch Interactions, so kopf stores no diff-base or progress
 annotations on them: inputs of any size never meet the 256 KiB annotation limit.
@@ -7,6 +8,7 @@ annotations on them: inputs of any size never meet the 256 KiB annotation limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -21,9 +23,10 @@ from tether.kube import Kube, refusal
 from tether.outages import through_outages
 from tether.settings import Settings
 from tether.store import connection
-from tether.store.events import EventLog
+from tether.store.events import EventLog, LeaseLost
+from tether.store.run_leases import Claim
 
-from . import environments, metrics, sweeps, triggers, webhooks
+from . import environments, failover, leadership, metrics, sweeps, triggers, webhooks
 from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
 from .context import Context
 from .ending import Outcome, conclude, delete_children, finish_announced, resume_ended
@@ -42,28 +45,37 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.networking.request_timeout = 60
     config = Settings()
     redis = connection.connect(config)
-    memo.ctx = Context(
+    memo.ctx = ctx = Context(
         settings=config,
         kube=await Kube.connect(config, component="tether-operator"),
         events=EventLog(redis, config.event_ttl_seconds),
     )
     server, _thread = start_http_server(config.metrics_port, addr=config.host)
     log.info("metrics on http://%s:%d/metrics", config.host, server.server_port)
-    memo.catalog = asyncio.create_task(memo.ctx.catalog.keep_current())
-    memo.sweeper = asyncio.create_task(sweeps.keep_sweeping(memo.ctx))
-    memo.expirer = asyncio.create_task(environments.keep_expiring(memo.ctx))
-    memo.deliverer = asyncio.create_task(webhooks.keep_delivering(memo.ctx))
-    memo.scheduler = asyncio.create_task(triggers.keep_firing(memo.ctx))
+    memo.tasks = [
+        asyncio.create_task(work)
+        for work in (
+            ctx.catalog.keep_current(),
+            failover.keep_renewing(ctx),
+            failover.keep_adopting(ctx, lambda obj: _claim_and_act(ctx, obj)),
+            leadership.keep_leading(ctx, lambda: _lead(ctx)),
+            webhooks.keep_delivering(ctx),  # every replica: the deliveries are leased in Redis
+        )
+    ]
+
+
+async def _lead(ctx: Context) -> None:
+    """The leader's duties: what runs on a clock, once for all the replicas."""
+    await asyncio.gather(
+        sweeps.keep_sweeping(ctx), environments.keep_expiring(ctx), triggers.keep_firing(ctx)
+    )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
-    memo.catalog.cancel()
-    memo.sweeper.cancel()
-    memo.expirer.cancel()
-    memo.deliverer.cancel()
-    memo.scheduler.cancel()
+    for task in memo.tasks:
+        task.cancel()
     await ctx.runs.shutdown()
     await ctx.events.redis.aclose()
     await ctx.kube.close()
@@ -71,48 +83,86 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "interactions")
 async def interaction_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every replica sees every event; the one holding the run's lease acts on it."""
     ctx: Context = memo.ctx
-    uid = body.metadata.uid
-    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
-        ctx.runs.forget(uid)
+    meta = body.metadata
+    run = (meta.namespace, meta.name)
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        ctx.runs.forget(meta.uid)
+        _closed(ctx, run)
         return
     obj = dict(body)
     if body.status.get("phase") in TERMINAL_PHASES:
+        _closed(ctx, run)
         if type is None:  # seen at (re)start: finish an ending a crash interrupted
             await resume_ended(ctx, obj)
         return
-    if type is None:  # an ending announced, and then the operator stopped before writing it?
-        namespace, name = body.metadata.namespace, body.metadata.name
-        announced = await through_outages(
-            lambda: ctx.events.ended_status(namespace, name), f"ending of {namespace}/{name}"
-        )
-        if announced is not None:
-            await finish_announced(ctx, obj, announced)
+    ctx.open.add(run)
+    if ctx.leases.holds(*run):
+        await _act(ctx, obj, None)
+    elif type in (None, "ADDED"):  # no replica runs it yet: the first to claim it does
+        await _claim_and_act(ctx, obj)
+    # else another replica runs it; if that replica dies, `failover` adopts it
+
+
+def _closed(ctx: Context, run: tuple[str, str]) -> None:
+    ctx.open.discard(run)
+    ctx.leases.drop(*run)
+
+
+async def _claim_and_act(ctx: Context, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    claim = await through_outages(
+        lambda: ctx.leases.claim(meta["uid"], namespace, name), f"lease of {namespace}/{name}"
+    )
+    if claim is not None:
+        await _act(ctx, obj, claim)
+
+
+async def _act(ctx: Context, obj: dict[str, Any], claim: Claim | None) -> None:
+    """Start, cancel or finish the run this replica holds. `claim`: it was claimed just now, so
+    an earlier holder (this replica before a restart, or one that died) may have begun it."""
+    meta, status = obj["metadata"], obj.get("status") or {}
+    uid, namespace, name = meta["uid"], meta["namespace"], meta["name"]
+    try:
+        if claim is not None and claim.ended is not None:
+            await finish_announced(ctx, obj, claim.ended)  # announced, then its holder stopped
             return
-    is_agent = bool(body.spec.get("agent"))
-    if CANCEL_ANNOTATION in body.metadata.annotations:
-        if not ctx.runs.cancel(uid):  # not in flight here: end it now
-            cancelled = (
-                await agent_outcome(ctx, obj, None, phase="cancelled")
-                if is_agent
-                else Outcome("cancelled")
-            )
-            await conclude(ctx, obj, cancelled)
+        is_agent = bool(obj["spec"].get("agent"))
+        if CANCEL_ANNOTATION in (meta.get("annotations") or {}):
+            if not ctx.runs.cancel(uid):  # not in flight here: end it now
+                cancelled = (
+                    await agent_outcome(ctx, obj, None, phase="cancelled")
+                    if is_agent
+                    else Outcome("cancelled")
+                )
+                await conclude(ctx, obj, cancelled)
+        elif not is_agent:
+            begun = claim is not None and claim.begun
+            ctx.runs.start(uid, run_model_interaction(ctx, obj, begun=begun))
+        elif REPORTED_ANNOTATION in (meta.get("annotations") or {}):
+            await finish_agent_run(ctx, obj, None)  # it said how it ended; its pod is winding down
+        elif sandbox := status.get("sandboxPod"):
+            if claim is not None:  # did its sandbox end while no replica was looking?
+                await _look_at_sandbox(ctx, obj, sandbox)
+        else:
+            ctx.runs.start(uid, _start_once(ctx, obj))
+    except LeaseLost:
+        log.warning("%s/%s is run by another replica now", namespace, name)
+        ctx.leases.drop(namespace, name)
+
+
+async def _look_at_sandbox(ctx: Context, obj: dict[str, Any], sandbox: str) -> None:
+    try:
+        pod = await ctx.kube.core.read_namespaced_pod(sandbox, obj["metadata"]["namespace"])
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        await finish_agent_run(ctx, obj, None)
         return
-    if not is_agent:
-        ctx.runs.start(uid, run_model_interaction(ctx, obj, resumed=type is None))
-    elif REPORTED_ANNOTATION in body.metadata.annotations:
-        await finish_agent_run(ctx, obj, None)  # it said how it ended; its pod is winding down
-    elif sandbox := body.status.get("sandboxPod"):
-        if type is None:  # the operator (re)started: is the sandbox still there?
-            try:
-                await ctx.kube.core.read_namespaced_pod(sandbox, body.metadata.namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                await finish_agent_run(ctx, obj, None)
-    else:
-        ctx.runs.start(uid, _start_once(ctx, obj))
+    if pod.status.phase in ("Succeeded", "Failed"):
+        await finish_agent_run(ctx, obj, ctx.kube.api.sanitize_for_serialization(pod))
 
 
 @kopf.on.event(GROUP, VERSION, "environments")
@@ -125,23 +175,28 @@ async def environment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
 async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
     """Start an agent run; a stale event for it never starts it again in this process, and a
     start that breaks ends the run with the reason instead of leaving it queued in silence."""
+    meta = obj["metadata"]
     try:
-        await ctx.runs.interruptible(obj["metadata"]["uid"], start_agent_run(ctx, obj))
-    except RunCancelled:
-        await conclude(ctx, obj, await agent_outcome(ctx, obj, None, phase="cancelled"))
-    except RunError as error:
-        await conclude(ctx, obj, Outcome("failed", errors=[error.as_error()]))
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
-        log.exception("could not start the sandbox of %s", obj["metadata"]["name"])
-        error_code = "sandbox_start_failed"
-        message = f"the sandbox could not be started: {_reason(error)}"[:2000]
-        await conclude(
-            ctx, obj, Outcome("failed", errors=[{"code": error_code, "message": message}])
-        )
-    finally:
-        ctx.runs.finished(obj["metadata"]["uid"])
+        try:
+            await ctx.runs.interruptible(meta["uid"], start_agent_run(ctx, obj))
+        except RunCancelled:
+            await conclude(ctx, obj, await agent_outcome(ctx, obj, None, phase="cancelled"))
+        except RunError as error:
+            await conclude(ctx, obj, Outcome("failed", errors=[error.as_error()]))
+        except (asyncio.CancelledError, LeaseLost):
+            raise
+        except Exception as error:
+            log.exception("could not start the sandbox of %s", meta["name"])
+            error_code = "sandbox_start_failed"
+            message = f"the sandbox could not be started: {_reason(error)}"[:2000]
+            await conclude(
+                ctx, obj, Outcome("failed", errors=[{"code": error_code, "message": message}])
+            )
+    except LeaseLost:  # another replica runs it now; this one may adopt it again later
+        log.warning("%s/%s is run by another replica now", meta["namespace"], meta["name"])
+        ctx.leases.drop(meta["namespace"], meta["name"])
+        return
+    ctx.runs.finished(meta["uid"])
 
 
 def _reason(error: Exception) -> str:
@@ -183,4 +238,6 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         if type != "DELETED":
             await delete_children(ctx, namespace, body.metadata.name)
         return
-    await finish_agent_run(ctx, interaction, dict(body) if ended else None)
+    if ctx.leases.holds(namespace, interaction["metadata"]["name"]):  # else its replica does
+        with contextlib.suppress(LeaseLost):  # another replica runs it now
+            await finish_agent_run(ctx, interaction, dict(body) if ended else None)

@@ -23,6 +23,7 @@ from tether.outages import through_outages
 from tether.providers.base import ModelRequest, Usage
 from tether.providers.capabilities import media_refusals, refusals
 from tether.routing import answer
+from tether.store.events import LeaseLost
 
 from . import metrics
 from .context import Context
@@ -37,8 +38,8 @@ MARK_AFTER_SECONDS = 1.0
 one goes from accepted to its ending in one write: its stream says in_progress all the same."""
 
 
-async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool = False) -> None:
-    """Run it; `resumed`: seen as the operator (re)started, so an earlier try may have begun it."""
+async def run_model_interaction(ctx: Context, obj: dict[str, Any], begun: bool = False) -> None:
+    """Run it; `begun`: an earlier try (cut short by a crash or a lost replica) announced it."""
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = InteractionSpec.from_kube(obj["spec"])
@@ -48,7 +49,7 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool
     if accepted and not previous.get("phase"):
         metrics.PICKUP.observe(max(0.0, time.time() - float(accepted)))
     metrics.IN_FLIGHT.labels("model").inc()
-    emit = ctx.events.emitter(namespace, name)
+    emit = ctx.events.emitter(namespace, name, ctx.leases.fence(namespace, name))
     running = {
         "phase": "in_progress",
         "created": previous.get("created") or now(),
@@ -57,10 +58,8 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool
     marking: asyncio.Task | None = None
 
     async def announce(status: dict[str, Any]) -> None:
-        if previous.get("phase") == "in_progress":
+        if begun or previous.get("phase") == "in_progress":
             return  # the run's first try announced it
-        if resumed and await ctx.events.exists(namespace, name):
-            return  # a try cut short before it was marked
         view = interaction_view({**obj, "status": status}, include_input=False)
         await emit("interaction.created", interaction=view)
 
@@ -85,7 +84,7 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool
             outcome = Outcome("cancelled")
         except RunError as error:
             outcome = Outcome("failed", errors=[error.as_error()])
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):
             raise
         except Exception as error:  # never leave a run silently in_progress
             log.exception("model run %s/%s failed unexpectedly", namespace, name)
@@ -98,15 +97,22 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any], resumed: bool
             marked = await _marked(marking, namespace, name)
         try:
             await emit.flush()  # what the run streamed goes in before its end
+        except LeaseLost:
+            raise
         except Exception:  # the ending below is what counts
             log.exception("could not write the last events of %s/%s", namespace, name)
         await conclude(ctx, marked or obj, outcome)
+        ctx.runs.finished(uid)
+    except LeaseLost:  # another replica runs it now: it ends there
+        log.warning("%s/%s is run by another replica now", namespace, name)
+        ctx.leases.drop(namespace, name)
+        if marking is not None:
+            marking.cancel()
     except asyncio.CancelledError:
         if marking is not None:
-            marking.cancel()  # the operator is stopping; the next one resumes the run
+            marking.cancel()  # the operator is stopping, or the run moved; it resumes there
         raise
     finally:
-        ctx.runs.finished(uid)
         metrics.IN_FLIGHT.labels("model").dec()
         metrics.DURATION.labels("model").observe(time.monotonic() - started)
 

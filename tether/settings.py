@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,12 +30,18 @@ class Settings(BaseSettings):
     """How often interactions past their retention are deleted."""
     sandbox_check_seconds: float = 30
     """How often the operator looks over running sandboxes and objects a crash left behind."""
+    operator_id: str = Field(default_factory=socket.gethostname)
+    """This operator replica's name, unique among the replicas and the same across its
+    restarts (the pod's name): the holder of its run leases and of the leader's Lease."""
 
     host: str = "127.0.0.1"
     port: int = 8080
     """The gateway's public API."""
     internal_port: int = 8081
     """The gateway's internal API (/internal/v1), the only port of it a sandbox may reach."""
+    reuse_port: bool = False
+    """Several gateway processes on one host share its ports (SO_REUSEPORT): the kernel spreads
+    the connections over them. In a cluster, a Service does that for the gateway's replicas."""
     metrics_port: int = 0
     """The operator's /metrics port (0: a free one). The gateway serves /metrics itself."""
     max_body_bytes: int = 1024 * 1024

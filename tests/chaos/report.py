@@ -14,6 +14,7 @@ from tether.store.events import TERMINAL_EVENT, is_end
 
 EXAMPLES = 5
 REPORT_KEY = pytest.StashKey[str]()
+SCALE_OUT_KEY = pytest.StashKey[str]()
 """Where the chaos fixture leaves its table, for the terminal summary."""
 
 

@@ -141,6 +141,8 @@ class DevStack(Component):
         port: int | None = None,
         environ: dict[str, str] | None = None,
         supervise: bool = False,
+        operators: int = 1,
+        gateways: int = 1,
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
@@ -150,7 +152,12 @@ class DevStack(Component):
         self.internal_port = free_port()
         self.environ = dict(os.environ if environ is None else environ)
         self.redis_port = free_port()
-        self.metrics_port = free_port()
+        self.operators = [replica_name("operator", i) for i in range(operators)]
+        """The operator replicas' names (each its TETHER_OPERATOR_ID); the first is "operator"."""
+        self.metrics_ports = [free_port() for _ in range(operators)]
+        self.metrics_port = self.metrics_ports[0]
+        self.gateways = [replica_name("gateway", i) for i in range(gateways)]
+        """The gateway replicas' names: all of them share the stack's ports (SO_REUSEPORT)."""
         self.egress_port = free_port()
         self.egress_metrics_port = free_port()
         self.egress_key = secrets.token_hex(32)
@@ -221,8 +228,10 @@ class DevStack(Component):
             self.cluster.apply(model)
         self.cluster.apply(default_agent(self.environ))
         self.start_egress()
-        self.start_operator()
-        self.start_gateway()
+        for replica in range(len(self.operators)):
+            self.start_operator(replica)
+        for replica in range(len(self.gateways)):
+            self.start_gateway(replica)
 
     def _env(self) -> dict[str, str]:
         return {
@@ -271,11 +280,23 @@ class DevStack(Component):
         except (redis.ConnectionError, redis.TimeoutError):  # down, or still loading its file
             return False
 
-    def start_operator(self) -> None:
-        self._python("operator", ["tether.operator"], lambda: http_ok(self.operator_metrics_url))
+    def start_operator(self, replica: int = 0) -> None:
+        name, port = self.operators[replica], self.metrics_ports[replica]
+        env = {"TETHER_OPERATOR_ID": name, "TETHER_METRICS_PORT": str(port)}
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        self._python(name, ["tether.operator"], lambda: http_ok(metrics), env=env)
 
-    def start_gateway(self) -> None:
-        self._python("gateway", ["tether.gateway"], lambda: http_ok(f"{self.url}/healthz"))
+    def add_operator(self) -> str:
+        """Start one more operator replica; returns its name."""
+        self.operators.append(replica_name("operator", len(self.operators)))
+        self.metrics_ports.append(free_port())
+        self.start_operator(len(self.operators) - 1)
+        return self.operators[-1]
+
+    def start_gateway(self, replica: int = 0) -> None:
+        env = {"TETHER_REUSE_PORT": "true"} if len(self.gateways) > 1 else {}
+        healthz = f"{self.url}/healthz"  # any replica's answer: they share the port
+        self._python(self.gateways[replica], ["tether.gateway"], lambda: http_ok(healthz), env=env)
 
     @property
     def egress_metrics_url(self) -> str:
@@ -362,12 +383,17 @@ class DevStack(Component):
         """Stop the supervisor first, so that nothing is started again, then every component."""
         if self.supervisor is not None:
             self.supervisor.stop()
-        for name in ("gateway", "operator", "egress", "redis"):
+        for name in (*self.gateways, *self.operators, "egress", "redis"):
             self.stop_service(name)
         self._redis.close()
         if self._own_local and self.local is not None:
             self.local.stop()
             self.local = None
+
+
+def replica_name(component: str, index: int) -> str:
+    """ "operator", "operator-2", "operator-3", ...: the first keeps the component's name."""
+    return component if index == 0 else f"{component}-{index + 1}"
 
 
 def accepts(url: str, key: str) -> bool:

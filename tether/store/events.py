@@ -19,6 +19,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -33,30 +34,77 @@ DELETED = "interaction_deleted"
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _MAX_ID_PART = 2**64 - 1
 
-# KEYS: stream, ended marker. ARGV: events. Nothing is appended once the end was announced.
-# Returns the last event's id.
-_APPEND = """
+# A fenced write first checks the run's lease: held by another replica, it writes nothing (-1);
+# lapsed and taken by nobody (a Redis restart lost it), it takes it back.
+# KEYS[lease], ARGV[holder], ARGV[holder + 1]: the lease, its holder ('' unfenced), lease ms.
+_FENCE = """
+local function fenced(lease, holder, ms)
+  if holder == '' then return false end
+  local now = redis.call('GET', lease)
+  if now == holder then return false end
+  if now then return true end
+  redis.call('SET', lease, holder, 'PX', ms)
+  return false
+end
+"""
+# KEYS: stream, ended marker, the run's lease (any key when unfenced). ARGV: the lease's holder
+# ('' unfenced), lease ms, then the events. Nothing is appended once the end was announced.
+# Returns the last event's id, false once ended, -1 for a lease another replica holds.
+_APPEND = (
+    _FENCE
+    + """
+if fenced(KEYS[3], ARGV[1], ARGV[2]) then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local id = false
-for i = 1, #ARGV do id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for i = 3, #ARGV do id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 return id
 """
+)
 MAX_QUEUED = 512
 """Events an emitter holds before the run waits for its writes."""
-# KEYS: stream, ended marker, webhook due set, then one key per webhook job. ARGV: ttl, now,
-# the ending (the marker's value), the number of jobs n, n job ids, n jobs, then the events.
-# Returns 1 if this call announced the end.
-_END = """
+# KEYS: stream, ended marker, webhook due set, the run's lease (any key when unfenced), then one
+# key per webhook job. ARGV: ttl, now, the ending (the marker's value), the lease's holder (''
+# unfenced), lease ms, the number of jobs n, n job ids, n jobs, then the events.
+# Returns 1 if this call announced the end, 0 if it was announced before, -1 for a lease another
+# replica holds.
+_END = (
+    _FENCE
+    + """
+if fenced(KEYS[4], ARGV[4], ARGV[5]) then return -1 end
 if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then return 0 end
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[6])
 for i = 1, n do
-  redis.call('SET', KEYS[3 + i], ARGV[4 + n + i])
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4 + i])
+  redis.call('SET', KEYS[4 + i], ARGV[6 + n + i])
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[6 + i])
 end
-for i = 5 + 2 * n, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
+for i = 7 + 2 * n, #ARGV do redis.call('XADD', KEYS[1], '*', 'e', ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+)
+LOST = -1
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A run's writes are fenced by its lease (`run_leases`): they land unless another replica
+    holds it."""
+
+    key: str
+    holder: str
+    lease_ms: int
+
+
+def _lease_of(fence: Fence | None) -> str:
+    return fence.key if fence else "tether:lease:-"  # never read: the holder is ''
+
+
+def _holder_of(fence: Fence | None) -> tuple[str, int]:
+    return (fence.holder, fence.lease_ms) if fence else ("", 0)
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the run: another one runs it now."""
 
 
 class InvalidEventId(ValueError):
@@ -67,7 +115,7 @@ def stream_key(namespace: str, name: str) -> str:
     return f"tether:events:{namespace}/{name}"
 
 
-def _ended_key(namespace: str, name: str) -> str:
+def ended_key(namespace: str, name: str) -> str:
     return f"tether:ended:{namespace}/{name}"
 
 
@@ -96,15 +144,25 @@ class EventLog:
         self._append = redis.register_script(_APPEND)
         self._end = redis.register_script(_END)
 
-    async def append(self, namespace: str, name: str, events: list[dict[str, Any]]) -> str | None:
+    async def append(
+        self,
+        namespace: str,
+        name: str,
+        events: list[dict[str, Any]],
+        fence: Fence | None = None,
+    ) -> str | None:
         """Add events (without their event_ids), in one round trip; returns the id Redis gave
-        the last, or None if the interaction has already ended (its log takes nothing more)."""
-        keys = [stream_key(namespace, name), _ended_key(namespace, name)]
-        event_id = await self._append(keys=keys, args=[json.dumps(e) for e in events])
+        the last, or None if the interaction has already ended (its log takes nothing more).
+        Raises LeaseLost if `fence` no longer holds."""
+        keys = [stream_key(namespace, name), ended_key(namespace, name), _lease_of(fence)]
+        args = [*_holder_of(fence), *(json.dumps(e) for e in events)]
+        event_id = await self._append(keys=keys, args=args)
+        if event_id == LOST:
+            raise LeaseLost(f"{namespace}/{name}")
         return event_id.decode() if isinstance(event_id, bytes) else event_id
 
-    def emitter(self, namespace: str, name: str) -> Emitter:
-        return Emitter(self, namespace, name)
+    def emitter(self, namespace: str, name: str, fence: Fence | None = None) -> Emitter:
+        return Emitter(self, namespace, name, fence)
 
     async def end(
         self,
@@ -113,35 +171,42 @@ class EventLog:
         events: list[dict[str, Any]],
         webhooks: list[dict[str, Any]] = (),
         status: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> bool:
         """Append the closing events, once: True if this call wrote them, False if the end was
         already announced. The log is kept for resume for a while, then Redis drops it. The
         `webhooks` jobs go into the outbox with them, so they are sent for this end only once.
         `status` is the ending's status as the interaction's resource will hold it: kept with
-        the end, it is the ending until the resource says so itself (`as_announced`)."""
+        the end, it is the ending until the resource says so itself (`as_announced`). Raises
+        LeaseLost if `fence` no longer holds."""
         keys = [
             stream_key(namespace, name),
-            _ended_key(namespace, name),
+            ended_key(namespace, name),
             DUE,
+            _lease_of(fence),
             *(job_key(job["id"]) for job in webhooks),
         ]
         args = [
             self.ttl_seconds,
             time.time(),
             json.dumps(status or {}),
+            *_holder_of(fence),
             len(webhooks),
             *(job["id"] for job in webhooks),
             *(json.dumps(job) for job in webhooks),
             *(json.dumps(e) for e in events),
         ]
-        return bool(await self._end(keys=keys, args=args))
+        announced = await self._end(keys=keys, args=args)
+        if announced == LOST:
+            raise LeaseLost(f"{namespace}/{name}")
+        return bool(announced)
 
     async def has_ended(self, namespace: str, name: str) -> bool:
-        return bool(await self.redis.exists(_ended_key(namespace, name)))
+        return bool(await self.redis.exists(ended_key(namespace, name)))
 
     async def ended_status(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The status of the ending announced, if one was (a deletion has none)."""
-        return _ending(await self.redis.get(_ended_key(namespace, name)))
+        return ending_of(await self.redis.get(ended_key(namespace, name)))
 
     async def as_announced(self, obj: dict[str, Any]) -> dict[str, Any]:
         """`obj` as its log tells it, where its own status does not say so yet: ended once its
@@ -153,10 +218,10 @@ class EventLog:
         meta = obj["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(_ended_key(namespace, name))
+            pipe.get(ended_key(namespace, name))
             pipe.exists(stream_key(namespace, name))
             kept, streaming = await pipe.execute()
-        if ending := _ending(kept):
+        if ending := ending_of(kept):
             return {**obj, "status": {**status, **ending}}
         if streaming and not status.get("phase"):
             return {**obj, "status": {**status, "phase": "in_progress"}}
@@ -196,7 +261,7 @@ class EventLog:
                         return
 
 
-def _ending(kept: bytes | None) -> dict[str, Any] | None:
+def ending_of(kept: bytes | None) -> dict[str, Any] | None:
     """The status an "ended" marker keeps; None for a deletion's, or an older release's "1"."""
     try:
         status = json.loads(kept) if kept else None
@@ -214,10 +279,13 @@ class Emitter:
     write that fails fails the next `emit` or `flush`.
     """
 
-    def __init__(self, log: EventLog, namespace: str, name: str) -> None:
+    def __init__(
+        self, log: EventLog, namespace: str, name: str, fence: Fence | None = None
+    ) -> None:
         self.log = log
         self.namespace = namespace
         self.name = name
+        self.fence = fence
         self._queued: list[dict[str, Any]] = []
         self._writing: asyncio.Task | None = None
         self._failed: BaseException | None = None
@@ -245,7 +313,7 @@ class Emitter:
         try:
             while self._queued:
                 batch, self._queued = self._queued, []
-                if await self.log.append(self.namespace, self.name, batch) is None:
+                if await self.log.append(self.namespace, self.name, batch, self.fence) is None:
                     self._refused = True
         except Exception as error:
             self._failed = error
