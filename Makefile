@@ -9,7 +9,7 @@ EGRESS_STAMP := $(EGRESS_VENV)/.installed-$(shell cat pyproject.toml egress/requ
 PYTEST_ARGS ?=
 HELM = $(or $(TETHER_CACHE),$(HOME)/.cache/tether)/helm-v3.21.4/bin/helm
 
-.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo demo-browser bench bench-memory bench-sandbox images kind-up kind-deploy kind-e2e
+.PHONY: venv control-plane node-parts system-deps crds crds-check lint format test chaos fuzz check up down demo demo-browser bench bench-memory bench-kwok bench-sandbox images kind-up kind-deploy kind-e2e
 
 ## The platform's environment (.venv), and the egress proxy's (.venv-egress: mitmproxy's pins
 ## clash with the vendor SDKs', see egress/requirements.txt).
@@ -105,6 +105,11 @@ bench: venv control-plane node-parts system-deps
 ## of BENCHMARKS.md.
 bench-memory: venv control-plane node-parts system-deps
 	$(PY) bench/memory.py
+
+## 1,000 agent runs in flight at once on kwok's fake nodes: accepted → pod bound, memory, API
+## objects and bytes per run; writes its section of BENCHMARKS.md. Needs root, and no `make up`.
+bench-kwok: venv control-plane node-parts system-deps
+	$(PY) bench/kwok_scale.py
 
 ## make up's start, cold and warm, and agent-run start latency on the real node under runc
 ## and gVisor; writes its section of BENCHMARKS.md. Needs root, and no `make up` running.

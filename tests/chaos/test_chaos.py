@@ -48,31 +48,24 @@ LEFTOVER_GRACE_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
-def chaos(tmp_path_factory, pytestconfig) -> Report:
+def chaos(stack, tmp_path_factory, pytestconfig) -> Report:
     """Run the whole fault and load scenario once; the tests below each read one of its checks."""
     load = Load.from_env(os.environ)
-    workdir = tmp_path_factory.mktemp("chaos")
-    environ = {**os.environ, "TETHER_KEEPALIVE_SECONDS": "2"}
-    stack = DevStack(workdir / "stack", environ=environ, supervise=True)
-    try:
-        stack.start()
-        api_key = stack.add_tenant(TENANT)
-        for model, (responses, _, _) in AGENT_SCRIPTS.items():
-            stack.cluster.apply(
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Model",
-                    "metadata": {"name": model, "namespace": TENANT},
-                    "spec": {"provider": "scripted", "responses": responses},
-                }
-            )
-        report = asyncio.run(run_under_faults(stack, api_key, load))
-    finally:
-        stack.stop()
-    path = workdir / "chaos-report.json"
+    api_key = stack.add_tenant(TENANT)
+    for model, (responses, _, _) in AGENT_SCRIPTS.items():
+        stack.cluster.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Model",
+                "metadata": {"name": model, "namespace": TENANT},
+                "spec": {"provider": "scripted", "responses": responses},
+            }
+        )
+    report = asyncio.run(run_under_faults(stack, api_key, load))
+    path = tmp_path_factory.mktemp("chaos") / "chaos-report.json"
     path.write_text(json.dumps(report.to_json(), indent=2, default=str))
     pytestconfig.stash[REPORT_KEY] = (
-        f"{report.table()}\n\nwritten to {path}; the stack's logs are in {workdir / 'stack/logs'}"
+        f"{report.table()}\n\nwritten to {path}; the stack's logs are in {stack.logs}"
     )
     return report
 

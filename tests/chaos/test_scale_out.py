@@ -1,5 +1,6 @@
-"""Scale out (`make chaos`): three operator replicas share 200 runs in flight, behind three
-gateways on one address, and the leader replica is SIGKILLed for good. Every run must end exactly
+"""Scale out (`make chaos`, on the suite's stack after the fault scenario): three operator
+replicas share 200 runs in flight, behind three gateways on one address, and the leader
+replica is SIGKILLed for good. Every run must end exactly
 once, run by one replica at a time; the dead replica's runs and its Lease must move to the others
 within 15 s; every gateway must have served."""
 
@@ -67,18 +68,9 @@ class ScaleOut:
 
 
 @pytest.fixture(scope="module")
-def scaled(tmp_path_factory, pytestconfig) -> ScaleOut:
-    workdir = tmp_path_factory.mktemp("scale-out")
-    stack = DevStack(workdir / "stack", operators=3, gateways=3)
-    try:
-        stack.start()
-        key = stack.add_tenant(TENANT)
-        result = asyncio.run(scenario(stack, key))
-    finally:
-        stack.stop()
-    pytestconfig.stash[SCALE_OUT_KEY] = (
-        f"{result.table()}\n\nthe stack's logs are in {workdir / 'stack/logs'}"
-    )
+def scaled(stack, pytestconfig) -> ScaleOut:
+    result = asyncio.run(scenario(stack, stack.add_tenant(TENANT)))
+    pytestconfig.stash[SCALE_OUT_KEY] = f"{result.table()}\n\nthe stack's logs are in {stack.logs}"
     return result
 
 
@@ -120,7 +112,7 @@ async def scenario(stack: DevStack, key: str) -> ScaleOut:
         result.in_flight_at_kill = sum(1 for s in statuses if s == "in_progress")
         victims = {id_ for id_, holder in seen.items() if holder == result.victim}
         result.holders = {id_: [holder] for id_, holder in seen.items()}
-        stack.kill(result.victim)
+        stack.kill(result.victim, restart=False)
         killed = time.monotonic()
 
         deadline = killed + SETTLE_SECONDS

@@ -49,3 +49,12 @@ def test_the_memory_bench_measures_idle_and_after_each_round(tmp_path):
         "after 30",
         "after 40",
     ]
+
+
+def test_the_kwok_bench_runs_agent_runs_on_fake_nodes_and_cleans_up(tmp_path):
+    text = bench("kwok_scale.py", "--runs", "20", "--nodes", "2", out=tmp_path / "BENCHMARKS.md")
+    assert "20 agent runs in flight at once on 2 kwok nodes" in text
+    assert "| → its sandbox pod bound to a node |" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for kind in ("Interaction", "Pod", "Secret", "NetworkPolicy"):
+        assert rows[kind].split("|")[2].strip() == "20", rows[kind]  # one of each per run

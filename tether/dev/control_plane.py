@@ -31,7 +31,7 @@ from tether.dev.processes import (
     http_ok,
     wait_until,
 )
-from tether.dev.versions import CACHE, HELM_VERSION, K8S_VERSION
+from tether.dev.versions import CACHE, HELM_VERSION, K8S_VERSION, KWOK_VERSION
 
 FIELD_MANAGER = "tether"
 
@@ -39,6 +39,11 @@ FIELD_MANAGER = "tether"
 def helm_binary() -> Path:
     """The helm `make control-plane` built."""
     return CACHE / f"helm-v{HELM_VERSION}" / "bin" / "helm"
+
+
+def kwok_binary() -> Path:
+    """kwok, which `make control-plane` builds: fake nodes for the scale benchmark."""
+    return CACHE / f"kwok-v{KWOK_VERSION}" / "bin" / "kwok"
 
 
 class KubectlError(RuntimeError):

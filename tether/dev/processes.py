@@ -168,6 +168,11 @@ class Supervisor:
         self.restarts.setdefault(service.name, 0)
         self.services[service.name] = service
 
+    def forget(self, service: Service) -> None:
+        """Bring it back no more."""
+        self.services.pop(service.name, None)
+        service.supervised = False
+
     def start(self) -> Supervisor:
         self._thread.start()
         return self

@@ -349,12 +349,14 @@ class DevStack(Component):
         ours = plane.services if plane is not None else {}
         return {**ours, **self.services}
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+    def kill(self, name: str, sig: int = signal.SIGKILL, restart: bool = True) -> None:
         """Send `sig` to a component; for a signal that ends it, wait until it has exited. The
-        supervisor, if on, starts it again."""
+        supervisor, if on, starts it again, unless `restart` is off (a replica gone for good)."""
         service = self._components().get(name)
         if service is None or service.proc is None:
             raise KeyError(f"no running component {name!r}; components: {', '.join(COMPONENTS)}")
+        if not restart and self.supervisor is not None:
+            self.supervisor.forget(service)
         proc = service.proc
         proc.send_signal(sig)
         if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):

@@ -158,29 +158,42 @@ class OpenAICompatibleProvider:
         elif request.response_mime_type == "application/json":
             options["response_format"] = {"type": "json_object"}
         calls: dict[int, dict[str, str]] = {}
+        body = {
+            "model": request.model,
+            "messages": chat_messages(request),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **options,
+        }
         try:
-            stream = await self.client.chat.completions.create(
-                model=request.model,
-                messages=chat_messages(request),
+            # The client's own request, SSE decoding and errors, with each chunk left as the
+            # plain JSON it arrives as (`cast_to=object`): a typed object per chunk was half
+            # of the operator's CPU on a streamed answer.
+            stream = await self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=object,
                 stream=True,
-                stream_options={"include_usage": True},
-                **options,
+                stream_cls=openai.AsyncStream[object],
             )
             async for chunk in stream:
-                if chunk.usage:
-                    yield _usage(chunk.usage)
-                for choice in chunk.choices:
+                if usage := chunk.get("usage"):
+                    yield _usage(usage)
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
                     # vLLM, DeepSeek and others stream reasoning beside the content
-                    if reasoning := getattr(choice.delta, "reasoning_content", None):
+                    if reasoning := delta.get("reasoning_content"):
                         yield ThoughtDelta(reasoning)
-                    if choice.delta.content:
-                        yield TextDelta(choice.delta.content)
-                    for call in choice.delta.tool_calls or []:
-                        acc = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                        acc["id"] = call.id or acc["id"]
-                        if call.function:
-                            acc["name"] += call.function.name or ""
-                            acc["arguments"] += call.function.arguments or ""
+                    if content := delta.get("content"):
+                        yield TextDelta(content)
+                    for call in delta.get("tool_calls") or []:
+                        acc = calls.setdefault(
+                            call.get("index", 0), {"id": "", "name": "", "arguments": ""}
+                        )
+                        acc["id"] = call.get("id") or acc["id"]
+                        function = call.get("function") or {}
+                        acc["name"] += function.get("name") or ""
+                        acc["arguments"] += function.get("arguments") or ""
         except openai.APIStatusError as error:
             raise failure(
                 error.status_code,
@@ -203,14 +216,14 @@ class OpenAICompatibleProvider:
             )
 
 
-def _usage(usage: Any) -> Usage:
+def _usage(usage: dict[str, Any]) -> Usage:
     """Chat Completions counts reasoning inside completion tokens, and cached inside prompt."""
-    prompt = getattr(usage, "prompt_tokens_details", None)
-    completion = getattr(usage, "completion_tokens_details", None)
-    reasoning = (getattr(completion, "reasoning_tokens", None) or 0) if completion else 0
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    reasoning = completion.get("reasoning_tokens") or 0
     return Usage(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens - reasoning,
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=(usage.get("completion_tokens") or 0) - reasoning,
         thought_tokens=reasoning,
-        cached_tokens=(getattr(prompt, "cached_tokens", None) or 0) if prompt else 0,
+        cached_tokens=prompt.get("cached_tokens") or 0,
     )
