@@ -177,6 +177,25 @@ async def _create(create: Callable[[], Awaitable[Any]], what: str) -> None:
             raise
 
 
+async def finish_if_sandbox_ended(ctx: Context, interaction: dict[str, Any]) -> Any | None:
+    """Finish the agent run if its sandbox pod has ended or is gone; returns the pod while it
+    still runs, None once the run is finished."""
+    namespace = interaction["metadata"]["namespace"]
+    try:
+        pod = await ctx.kube.core.read_namespaced_pod(
+            interaction["status"]["sandboxPod"], namespace
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        await finish_agent_run(ctx, interaction, None)
+        return None
+    if pod.status.phase in ("Succeeded", "Failed"):
+        await finish_agent_run(ctx, interaction, ctx.kube.api.sanitize_for_serialization(pod))
+        return None
+    return pod
+
+
 async def finish_agent_run(
     ctx: Context, interaction: dict[str, Any], pod: dict[str, Any] | None
 ) -> None:

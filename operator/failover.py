@@ -26,8 +26,14 @@ async def keep_renewing(ctx: Context) -> None:
             log.warning("cannot renew the run leases: %s", error)
             continue
         for (namespace, name), uid in lost:
-            log.warning("%s/%s is run by another replica now: stopped here", namespace, name)
+            given_up(ctx, namespace, name)
             ctx.runs.forget(uid)
+
+
+def given_up(ctx: Context, namespace: str, name: str) -> None:
+    """Another replica holds the run now: it stops here, unended, and ends where it runs."""
+    log.warning("%s/%s is run by another replica now: stopped here", namespace, name)
+    ctx.leases.drop(namespace, name)
 
 
 async def keep_adopting(ctx: Context, adopt: Callable[[dict[str, Any]], Awaitable[None]]) -> None:

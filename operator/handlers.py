@@ -8,7 +8,6 @@ annotations on them: inputs of any size never meet the 256 KiB annotation limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -27,7 +26,13 @@ from tether.store.events import EventLog, LeaseLost
 from tether.store.run_leases import Claim
 
 from . import environments, failover, leadership, metrics, sweeps, triggers, webhooks
-from .agent_run import agent_outcome, finish_agent_run, observe_start, start_agent_run
+from .agent_run import (
+    agent_outcome,
+    finish_agent_run,
+    finish_if_sandbox_ended,
+    observe_start,
+    start_agent_run,
+)
 from .context import Context
 from .ending import Outcome, conclude, delete_children, finish_announced, resume_ended
 from .model_run import run_model_interaction
@@ -143,26 +148,13 @@ async def _act(ctx: Context, obj: dict[str, Any], claim: Claim | None) -> None:
             ctx.runs.start(uid, run_model_interaction(ctx, obj, begun=begun))
         elif REPORTED_ANNOTATION in (meta.get("annotations") or {}):
             await finish_agent_run(ctx, obj, None)  # it said how it ended; its pod is winding down
-        elif sandbox := status.get("sandboxPod"):
+        elif status.get("sandboxPod"):
             if claim is not None:  # did its sandbox end while no replica was looking?
-                await _look_at_sandbox(ctx, obj, sandbox)
+                await finish_if_sandbox_ended(ctx, obj)
         else:
             ctx.runs.start(uid, _start_once(ctx, obj))
     except LeaseLost:
-        log.warning("%s/%s is run by another replica now", namespace, name)
-        ctx.leases.drop(namespace, name)
-
-
-async def _look_at_sandbox(ctx: Context, obj: dict[str, Any], sandbox: str) -> None:
-    try:
-        pod = await ctx.kube.core.read_namespaced_pod(sandbox, obj["metadata"]["namespace"])
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        await finish_agent_run(ctx, obj, None)
-        return
-    if pod.status.phase in ("Succeeded", "Failed"):
-        await finish_agent_run(ctx, obj, ctx.kube.api.sanitize_for_serialization(pod))
+        failover.given_up(ctx, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "environments")
@@ -192,9 +184,8 @@ async def _start_once(ctx: Context, obj: dict[str, Any]) -> None:
             await conclude(
                 ctx, obj, Outcome("failed", errors=[{"code": error_code, "message": message}])
             )
-    except LeaseLost:  # another replica runs it now; this one may adopt it again later
-        log.warning("%s/%s is run by another replica now", meta["namespace"], meta["name"])
-        ctx.leases.drop(meta["namespace"], meta["name"])
+    except LeaseLost:  # this replica may adopt it again later
+        failover.given_up(ctx, meta["namespace"], meta["name"])
         return
     ctx.runs.finished(meta["uid"])
 
@@ -238,6 +229,9 @@ async def sandbox_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         if type != "DELETED":
             await delete_children(ctx, namespace, body.metadata.name)
         return
-    if ctx.leases.holds(namespace, interaction["metadata"]["name"]):  # else its replica does
-        with contextlib.suppress(LeaseLost):  # another replica runs it now
+    name = interaction["metadata"]["name"]
+    if ctx.leases.holds(namespace, name):  # else its replica does
+        try:
             await finish_agent_run(ctx, interaction, dict(body) if ended else None)
+        except LeaseLost:
+            failover.given_up(ctx, namespace, name)

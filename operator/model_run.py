@@ -25,7 +25,7 @@ from tether.providers.capabilities import media_refusals, refusals
 from tether.routing import answer
 from tether.store.events import LeaseLost
 
-from . import metrics
+from . import failover, metrics
 from .context import Context
 from .ending import Outcome, conclude, now, transition
 from .runs import RunCancelled, cancelling
@@ -103,9 +103,8 @@ async def run_model_interaction(ctx: Context, obj: dict[str, Any], begun: bool =
             log.exception("could not write the last events of %s/%s", namespace, name)
         await conclude(ctx, marked or obj, outcome)
         ctx.runs.finished(uid)
-    except LeaseLost:  # another replica runs it now: it ends there
-        log.warning("%s/%s is run by another replica now", namespace, name)
-        ctx.leases.drop(namespace, name)
+    except LeaseLost:  # it ends where it runs now
+        failover.given_up(ctx, namespace, name)
         if marking is not None:
             marking.cancel()
     except asyncio.CancelledError:

@@ -6,16 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether.api import GROUP, VERSION
 from tether.api.interaction import TERMINAL_PHASES
 from tether.store.erase import erase
 
-from .agent_run import finish_agent_run
+from .agent_run import finish_if_sandbox_ended
 from .context import Context
 from .ending import Outcome, conclude, delete_children, parse_timestamp
 from .sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
@@ -56,17 +54,8 @@ async def check_sandboxes(ctx: Context, now: dt.datetime) -> list[str]:
         meta, status = item["metadata"], item.get("status") or {}
         if not (item["spec"].get("agent") and status.get("sandboxPod")):
             continue
-        try:
-            pod = await ctx.kube.core.read_namespaced_pod(status["sandboxPod"], meta["namespace"])
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            await finish_agent_run(ctx, item, None)
-            ended.append(meta["name"])
-            continue
-        body: dict[str, Any] = ctx.kube.api.sanitize_for_serialization(pod)
-        if pod.status.phase in ("Succeeded", "Failed"):
-            await finish_agent_run(ctx, item, body)
+        pod = await finish_if_sandbox_ended(ctx, item)
+        if pod is None:
             ended.append(meta["name"])
         elif _overdue(pod, now):
             message = "the sandbox did not finish by its deadline (it never started, or its node "

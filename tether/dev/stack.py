@@ -286,13 +286,6 @@ class DevStack(Component):
         metrics = f"http://127.0.0.1:{port}/metrics"
         self._python(name, ["tether.operator"], lambda: http_ok(metrics), env=env)
 
-    def add_operator(self) -> str:
-        """Start one more operator replica; returns its name."""
-        self.operators.append(replica_name("operator", len(self.operators)))
-        self.metrics_ports.append(free_port())
-        self.start_operator(len(self.operators) - 1)
-        return self.operators[-1]
-
     def start_gateway(self, replica: int = 0) -> None:
         env = {"TETHER_REUSE_PORT": "true"} if len(self.gateways) > 1 else {}
         healthz = f"{self.url}/healthz"  # any replica's answer: they share the port

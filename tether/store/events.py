@@ -34,19 +34,25 @@ DELETED = "interaction_deleted"
 _EVENT_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _MAX_ID_PART = 2**64 - 1
 
-# A fenced write first checks the run's lease: held by another replica, it writes nothing (-1);
-# lapsed and taken by nobody (a Redis restart lost it), it takes it back.
-# KEYS[lease], ARGV[holder], ARGV[holder + 1]: the lease, its holder ('' unfenced), lease ms.
-_FENCE = """
-local function fenced(lease, holder, ms)
-  if holder == '' then return false end
+# A run's lease (`run_leases`): taken, or kept, by `holder` unless another holds it; false then.
+TAKE_LEASE = """
+local function take(lease, holder, ms)
   local now = redis.call('GET', lease)
-  if now == holder then return false end
-  if now then return true end
+  if now and now ~= holder then return false end
   redis.call('SET', lease, holder, 'PX', ms)
-  return false
+  return true
 end
 """
+# A fenced write first takes the run's lease (holder '' when unfenced): held by another replica,
+# it writes nothing (-1); lapsed and taken by nobody (a Redis restart lost it), it takes it back.
+_FENCE = (
+    TAKE_LEASE
+    + """
+local function fenced(lease, holder, ms)
+  return holder ~= '' and not take(lease, holder, ms)
+end
+"""
+)
 # KEYS: stream, ended marker, the run's lease (any key when unfenced). ARGV: the lease's holder
 # ('' unfenced), lease ms, then the events. Nothing is appended once the end was announced.
 # Returns the last event's id, false once ended, -1 for a lease another replica holds.

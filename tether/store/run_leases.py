@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from tether.store.events import Fence, ended_key, ending_of, stream_key
+from tether.store.events import TAKE_LEASE, Fence, ended_key, ending_of, stream_key
 
 LEASE_SECONDS = 10.0
 RENEW_SECONDS = LEASE_SECONDS / 4
@@ -33,23 +33,25 @@ replica's last renewal."""
 
 # KEYS: the lease, the ended marker, the event log. ARGV: holder, lease ms.
 # Returns {} when another holds it; else {the ended marker's value or '', whether the log exists}.
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return {} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+_CLAIM = (
+    TAKE_LEASE
+    + """
+if not take(KEYS[1], ARGV[1], ARGV[2]) then return {} end
 return {redis.call('GET', KEYS[2]) or '', redis.call('EXISTS', KEYS[3])}
 """
+)
 # KEYS: leases. ARGV: holder, lease ms. Renews those held, takes back those that lapsed with
 # nobody taking them (a Redis restart). Returns the (1-based) indexes of those another holds.
-_RENEW = """
+_RENEW = (
+    TAKE_LEASE
+    + """
 local lost = {}
 for i = 1, #KEYS do
-  local holder = redis.call('GET', KEYS[i])
-  if holder and holder ~= ARGV[1] then lost[#lost + 1] = i
-  else redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+  if not take(KEYS[i], ARGV[1], ARGV[2]) then lost[#lost + 1] = i end
 end
 return lost
 """
+)
 
 Run = tuple[str, str]
 """An interaction, as (namespace, name)."""
