@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -74,10 +75,31 @@ class Binaries:
         return found
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel gives outgoing connections (Linux's ip_local_port_range)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, for a server started later. It is picked below the
+    ephemeral range: a port the kernel chose (bind to 0) can be taken meanwhile as the source
+    port of any outgoing connection (etcd's, the API server's clients'), and the server that
+    binds it seconds later then fails with "address already in use". Never the same port twice
+    in one process, so ports picked together before any is bound do not collide."""
+    first = max(1024, min(ephemeral_ports().start, 65536) - 12000)
+    candidates = [p for p in range(first, first + 12000) if p not in _handed_out]
+    for port in random.sample(candidates, len(candidates)):
+        if not port_in_use(port):
+            _handed_out.add(port)
+            return port
+    raise StartupError("no free loopback port below the ephemeral range")
 
 
 def port_in_use(port: int) -> bool:

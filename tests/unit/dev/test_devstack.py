@@ -8,7 +8,13 @@ import subprocess
 import pytest
 import yaml
 
-from tether.dev.control_plane import free_port, helm_binary, load_or_create_pki, port_in_use
+from tether.dev.control_plane import (
+    ephemeral_ports,
+    free_port,
+    helm_binary,
+    load_or_create_pki,
+    port_in_use,
+)
 from tether.dev.processes import Service, StartupError, Supervisor
 from tether.dev.stack import SEED_DIR, default_agent, default_models
 from tether.dev.vendors import summary, vendor_secrets
@@ -145,6 +151,15 @@ def test_a_port_someone_listens_on_is_in_use_and_a_free_one_is_not():
         taken.listen()
         assert port_in_use(taken.getsockname()[1])
     assert not port_in_use(free_port())
+
+
+def test_a_picked_port_is_never_one_an_outgoing_connection_can_take_meanwhile():
+    """A stack picks its ports, starts a cluster (hundreds of outgoing connections), and binds
+    the gateway's last: a port from the ephemeral range was once taken by a connection in
+    between, and every test after it failed with "address already in use"."""
+    picked = [free_port() for _ in range(200)]
+    assert not set(picked) & set(ephemeral_ports())
+    assert len(set(picked)) == len(picked)
 
 
 def test_the_cluster_keys_are_made_once_per_directory_and_kept(tmp_path):

@@ -6,7 +6,6 @@ HTTP at /mcp and SSE at /sse, and records each HTTP request's headers."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+
+from tether.dev.control_plane import free_port
 
 PRICES = {"starter": "9.00", "pro": "29.00", "enterprise": "199.00"}
 
@@ -52,9 +53,7 @@ class McpSite:
     """The headers of every HTTP request it received, in order."""
 
     def __post_init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
 
     @property
     def url(self) -> str:
