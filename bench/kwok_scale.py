@@ -163,14 +163,16 @@ async def cancel_runs(url: str, key: str, ids: list[str]) -> None:
         await asyncio.gather(*(cancel(id_) for id_ in ids))
 
 
-def run(runs: int, nodes: int) -> dict[str, Any]:
+def run(runs: int, nodes: int, given: DevStack | None = None) -> dict[str, Any]:
+    """On `given` (a test's stack, left with its node cordoned) or a stack of its own."""
     work = Path(tempfile.mkdtemp(prefix="tether-bench-kwok-"))
-    stack = DevStack(work / "stack")
+    stack = given or DevStack(work / "stack")
     kwok: Service | None = None
     times: PodTimes | None = None
     api: kubernetes.client.ApiClient | None = None
     try:
-        stack.start()
+        if stack is not given:
+            stack.start()
         key = stack.add_tenant(TENANT)
         api = stack.control_plane.api_client()
         core = kubernetes.client.CoreV1Api(api)
@@ -251,7 +253,8 @@ def run(runs: int, nodes: int) -> dict[str, Any]:
             api.close()
         if kwok is not None:
             kwok.stop()
-        stack.stop()
+        if stack is not given:
+            stack.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

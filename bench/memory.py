@@ -33,15 +33,17 @@ from tether.dev.stack import DevStack
 ROUNDS = 4
 
 
-def run(interactions: int, concurrency: int) -> tuple[list[tuple[str, dict, int, float]], float]:
+def run(
+    interactions: int, concurrency: int, given: DevStack | None = None
+) -> tuple[list[tuple[str, dict, int, float]], float]:
     """Per moment: what it is, MiB per component, interactions made, Redis's MiB in use; and
-    the seconds the interactions took."""
+    the seconds the interactions took. On `given` (a test's stack) or a stack of its own."""
     work = Path(tempfile.mkdtemp(prefix="tether-bench-memory-"))
     upstreams = LocalUpstreams(work / "upstreams")
     stack = None
     try:
         upstreams.start()
-        stack = DevStack(work / "stack").start()
+        stack = given or DevStack(work / "stack").start()
         key = stack.add_tenant(TENANT)
         for obj in tether_objects(upstreams.endpoints):
             stack.cluster.apply(obj)
@@ -66,7 +68,7 @@ def run(interactions: int, concurrency: int) -> tuple[list[tuple[str, dict, int,
         store.close()
         return moments, spent
     finally:
-        if stack is not None:
+        if stack is not None and stack is not given:
             stack.stop()
         upstreams.stop()
 

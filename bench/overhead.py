@@ -139,7 +139,15 @@ def peer_calls(
 LOAD_PATH = "openai-compatible"
 
 
-def run(requests: int, warmup: int, peer: bool, concurrency: int, load_seconds: float) -> Measured:
+def run(
+    requests: int,
+    warmup: int,
+    peer: bool,
+    concurrency: int,
+    load_seconds: float,
+    given: DevStack | None = None,
+) -> Measured:
+    """On `given` (a test's stack) or on a stack of its own."""
     work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     upstreams = LocalUpstreams(work / "upstreams")
     proxy = stack = None
@@ -153,7 +161,7 @@ def run(requests: int, warmup: int, peer: bool, concurrency: int, load_seconds: 
                 proxy = LiteLLMProxy(work / "litellm", endpoints).start()
                 served, failures = peer_calls(client, proxy)
                 calls.update(served)
-            stack = DevStack(work / "stack").start()
+            stack = given or DevStack(work / "stack").start()
             key = stack.add_tenant(TENANT)
             for obj in tether_objects(endpoints):
                 stack.cluster.apply(obj)
@@ -192,7 +200,7 @@ def run(requests: int, warmup: int, peer: bool, concurrency: int, load_seconds: 
         }
         return Measured(samples, breakdown, PIN if peer else None, failures, loads, concurrency)
     finally:
-        if stack is not None:
+        if stack is not None and stack is not given:
             stack.stop()
         if proxy is not None:
             proxy.stop()

@@ -1,5 +1,6 @@
 """Agent runs on the real node: `make up`'s start, cold and warm, and each run's accepted →
-sandbox running → first model call, under runc and under gVisor.
+sandbox running → first model call, under runc and under gVisor, in a pod of its own and from
+a warm pool.
 
     sudo make bench-sandbox        # or: .venv/bin/python bench/sandbox_start.py --runs 30
 
@@ -31,9 +32,13 @@ from report import write_section  # bench/, the script's folder
 
 from tether.dev.control_plane import free_port
 from tether.dev.processes import http_ok, wait_until
-from tether.dev.stack import SYSTEM_NAMESPACE
+from tether.dev.stack import DEFAULT_TENANT, SYSTEM_NAMESPACE
 from tether.dev.up import CHART, RELEASE, LocalTether
+from tether.operator.sandbox_pod import POOL_LABEL, WARM_LABEL
 
+AGENTS = ("tether.dev", "v1alpha1", DEFAULT_TENANT, "agents")
+WARM_AGENT = "warm-bench"
+WARM_POOL = 2
 SANDBOX_START = "tether_sandbox_start_seconds"
 FIRST_CALL = "tether_sandbox_first_model_call_seconds"
 
@@ -70,8 +75,39 @@ def operator_metrics(tether: LocalTether) -> str:
     return serving()
 
 
-def measure(tether: LocalTether, runtime: str, runs: int) -> dict[str, list[float]]:
-    """`runs` agent runs, one at a time, under `runtime` ("" for the node's default, runc)."""
+def keep_warm_pool(tether: LocalTether, size: int) -> None:
+    """An Agent in the tenant's namespace keeping `size` idle sandbox pods."""
+    custom = kubernetes.client.CustomObjectsApi(tether.cluster.control_plane.api_client())
+    agent = {
+        "apiVersion": "tether.dev/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": WARM_AGENT, "namespace": DEFAULT_TENANT},
+        "spec": {"agentConfig": {"model": "scripted"}, "warmPool": {"size": size}},
+    }
+    try:
+        custom.create_namespaced_custom_object(*AGENTS, agent)
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+        custom.patch_namespaced_custom_object(*AGENTS, WARM_AGENT, agent)
+
+
+def idle_ready(tether: LocalTether) -> int:
+    core = kubernetes.client.CoreV1Api(tether.cluster.control_plane.api_client())
+    pods = core.list_namespaced_pod(
+        DEFAULT_TENANT, label_selector=f"{POOL_LABEL}={WARM_AGENT},{WARM_LABEL}"
+    ).items
+    return sum(
+        1
+        for pod in pods
+        if pod.status.phase == "Running"
+        and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    )
+
+
+def measure(tether: LocalTether, runtime: str, runs: int, warm: bool) -> dict[str, list[float]]:
+    """`runs` agent runs, one at a time, under `runtime` ("" for the node's default, runc);
+    `warm`: each claims an idle pod of a warm pool (waited for before the run)."""
     tether.helm(
         "upgrade", RELEASE, str(CHART), "--namespace", SYSTEM_NAMESPACE, "--reuse-values",
         "--set", f"sandbox.runtimeClassName={runtime}", "--wait", "--timeout", "3m",
@@ -79,11 +115,16 @@ def measure(tether: LocalTether, runtime: str, runs: int) -> dict[str, list[floa
     client = genai.Client(api_key=tether.api_key, http_options={"base_url": tether.url})
     operator, gateway = operator_metrics(tether), f"{tether.url}/metrics"
     found: dict[str, list[float]] = {"start": [], "first_call": [], "run": []}
+    keep_warm_pool(tether, WARM_POOL if warm else 0)
     for index in range(runs + 1):  # the first warms the node's image cache for this runtime
+        if warm:  # the pool was refilled (its pods follow the runtime class too)
+            wait_until("an idle warm pod", lambda: idle_ready(tether) >= WARM_POOL, 120)
         before = histogram_sum(operator, SANDBOX_START), histogram_sum(gateway, FIRST_CALL)
         started = time.perf_counter()
         done = client.interactions.create(
-            agent="eva", input="hi", agent_config={"type": "dynamic", "model": "scripted"}
+            agent=WARM_AGENT if warm else "eva",
+            input="hi",
+            agent_config={"type": "dynamic", "model": "scripted"},
         )
         elapsed = time.perf_counter() - started
         if done.status != "completed":
@@ -130,9 +171,13 @@ def report(starts: dict[str, float], results: dict[str, dict], runs: int, comman
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
+            f"*Warm pool*: the runs' Agent keeps {WARM_POOL} idle sandbox pods (`warm_pool`); "
+            "each run claims one (the bench waits for the pool to refill between runs, so every "
+            "run measures a claim, not a start); *sandbox running* is then the claim.",
+            "",
             "Anchors: the Kubernetes pod-startup SLO (p99 ≤ 5 s); kubernetes-sigs/agent-sandbox's "
-            "warm-claim zone (≤ 500 ms), which needs a pool of pods started ahead; the aim here "
-            "is a cold p50 ≤ 2 s.",
+            "warm-claim zone (≤ 500 ms); the aims here are a cold p50 ≤ 2 s and, from a warm "
+            "pool, accepted → first model call p50 ≤ 300 ms.",
             "",
         ]
     )
@@ -158,7 +203,8 @@ def main() -> int:
                 break
             tether.stop()
         for runtime, label in (("", "runc"), ("gvisor", "gVisor")):
-            results[label] = measure(tether, runtime, args.runs)
+            results[label] = measure(tether, runtime, args.runs, warm=False)
+            results[f"{label}, warm pool"] = measure(tether, runtime, args.runs, warm=True)
     finally:
         tether.stop()  # safe to call twice
         shutil.rmtree(state, ignore_errors=True)

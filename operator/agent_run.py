@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tether import agents, environment_claims, run_tokens
-from tether.api.credential import StoredCredential, placeholder, secret_name
+from tether.api.agent import WarmPool
 from tether.api.environment import EnvironmentSpec
 from tether.api.interaction import ACCEPTED_ANNOTATION, InteractionSpec
 from tether.api.internal import RunInput
@@ -19,12 +19,12 @@ from tether.chain import conversation
 from tether.errors import RunError
 from tether.outages import through_outages
 
-from . import metrics
+from . import metrics, warm_pool
 from .context import Context
+from .credential_variables import credential_variables
 from .ending import Outcome, conclude, now, transition
 from .sandbox_pod import (
     Placement,
-    child_name,
     run_token_secret,
     sandbox_network_policy,
     sandbox_pod,
@@ -35,8 +35,9 @@ TOKEN_GRACE_SECONDS = 300
 
 
 async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
-    """Create the run's Secret, NetworkPolicy and pod; a second call finds them and goes on.
-    Raises RunError for a run that cannot start for a reason the user can fix."""
+    """Give the run a sandbox: an idle pod of its agent's warm pool, or a pod (with its Secret
+    and NetworkPolicy) of its own; a second call finds it and goes on. Raises RunError for a
+    run that cannot start for a reason the user can fix."""
     meta = obj["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = InteractionSpec.from_kube(obj["spec"])
@@ -81,22 +82,22 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         files=files,
         steps=steps,
     )
-    core = ctx.kube.core
-    networking = client.NetworkingV1Api(ctx.kube.api)
-    variables = await _credential_variables(ctx, namespace, run)
-    pod = sandbox_pod(obj, run, place, variables)
-    secret = run_token_secret(obj, token, loop_input.model_dump(mode="json"))
-    policy = sandbox_network_policy(obj, run, place)
-    await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
-    await _create(lambda: networking.create_namespaced_network_policy(namespace, policy), "policy")
-    await _create(lambda: core.create_namespaced_pod(namespace, pod), "sandbox pod")
+    variables = await credential_variables(ctx, namespace, run.environment)
+    pod_name = None
+    if run.environment_id is None and (specs[-1].warm_pool or WarmPool()).size:
+        pod_name = await through_outages(
+            lambda: warm_pool.claim(ctx, obj, run, variables, token, loop_input),
+            f"claim a warm pod for {name}",
+        )
+    if pod_name is None:
+        pod_name = await _start_sandbox(ctx, obj, run, place, variables, token, loop_input)
 
     previous = obj.get("status") or {}
     running = {
         "phase": "in_progress",
         "created": previous.get("created") or now(),
         "updated": now(),
-        "sandboxPod": child_name(uid),
+        "sandboxPod": pod_name,
     }
     if run.environment_id:
         running["environmentId"] = run.environment_id
@@ -114,35 +115,26 @@ async def start_agent_run(ctx: Context, obj: dict[str, Any]) -> None:
         await ctx.events.append(namespace, name, started, ctx.leases.fence(namespace, name))
 
 
-async def _credential_variables(
-    ctx: Context, namespace: str, run: agents.AgentRun
-) -> dict[str, str]:
-    """For each environment-variable credential the allowlist names, the variable the run sees:
-    a placeholder, which the egress proxy replaces with the value on its way out."""
-    network = run.environment.network
-    if network in (None, "disabled") or network.allowlist == "disabled":
-        return {}
-    variables = {}
-    for entry in network.allowlist:
-        if entry.credential is None:
-            continue
-        try:
-            secret = await through_outages(
-                lambda e=entry: ctx.kube.core.read_namespaced_secret(
-                    secret_name(e.credential), namespace
-                ),
-                f"credential {entry.credential} of {namespace}",
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            raise RunError(
-                "credential_not_found", f"credential {entry.credential!r} not found"
-            ) from error
-        found = StoredCredential.from_secret(ctx.kube.api.sanitize_for_serialization(secret))
-        if found.type == "environment_variable":
-            variables[found.id] = placeholder(found.id)
-    return variables
+async def _start_sandbox(
+    ctx: Context,
+    obj: dict[str, Any],
+    run: agents.AgentRun,
+    place: Placement,
+    variables: dict[str, str],
+    token: str,
+    loop_input: RunInput,
+) -> str:
+    """Create the run's Secret, NetworkPolicy and pod; returns the pod's name."""
+    namespace = obj["metadata"]["namespace"]
+    core = ctx.kube.core
+    networking = client.NetworkingV1Api(ctx.kube.api)
+    pod = sandbox_pod(obj, run, place, variables)
+    secret = run_token_secret(obj, token, loop_input.model_dump(mode="json"))
+    policy = sandbox_network_policy(obj, run, place)
+    await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
+    await _create(lambda: networking.create_namespaced_network_policy(namespace, policy), "policy")
+    await _create(lambda: core.create_namespaced_pod(namespace, pod), "sandbox pod")
+    return pod["metadata"]["name"]
 
 
 async def _claim_workspace(

@@ -232,7 +232,8 @@ async def clean_up(ctx: Context, final: dict[str, Any]) -> None:
     spec = InteractionSpec.from_kube(final["spec"])
     if kind_of(final) == "agent":
         await through_outages(lambda: ctx.run_store.keep(namespace, name), f"keep {name}'s files")
-        await delete_children(ctx, namespace, child_name(meta["uid"]))
+        pod = (final.get("status") or {}).get("sandboxPod")
+        await delete_children(ctx, namespace, child_name(meta["uid"]), pod)
         if env_id := spec.environment_id():
             await give_back(ctx, namespace, name, env_id)
     if spec.store is False:
@@ -280,20 +281,24 @@ async def resume_ended(ctx: Context, obj: dict[str, Any]) -> None:
         )
         await settle(ctx, obj)
     elif kind_of(obj) == "agent" and age < RECENT_SECONDS:
-        await delete_children(ctx, meta["namespace"], child_name(meta["uid"]))
+        pod = (obj.get("status") or {}).get("sandboxPod")
+        await delete_children(ctx, meta["namespace"], child_name(meta["uid"]), pod)
 
 
-async def delete_children(ctx: Context, namespace: str, name: str) -> None:
-    """Delete a run's Secret, pod and NetworkPolicy (named `name`); gone already is fine. The
-    NetworkPolicy goes last, so that whatever a crash leaves behind is found by listing them."""
+async def delete_children(ctx: Context, namespace: str, name: str, pod: str | None = None) -> None:
+    """Delete a run's Secret, pod and NetworkPolicy (named `name`; the pod `pod` when it is
+    another, a warm pool's); gone already is fine. The NetworkPolicy goes last, so that
+    whatever a crash leaves behind is found by listing them."""
     networking = client.NetworkingV1Api(ctx.kube.api)
-    for delete in (
-        ctx.kube.core.delete_namespaced_secret,
-        ctx.kube.core.delete_namespaced_pod,
-        networking.delete_namespaced_network_policy,
+    for delete, named in (
+        (ctx.kube.core.delete_namespaced_secret, name),
+        (ctx.kube.core.delete_namespaced_pod, pod or name),
+        (networking.delete_namespaced_network_policy, name),
     ):
         with contextlib.suppress(ApiException):  # 404: already gone
-            await through_outages(lambda d=delete: d(name, namespace), f"delete {namespace}/{name}")
+            await through_outages(
+                lambda d=delete, n=named: d(n, namespace), f"delete {namespace}/{named}"
+            )
 
 
 def parse_timestamp(timestamp: str) -> dt.datetime:

@@ -25,7 +25,7 @@ from tether.store import connection
 from tether.store.events import EventLog, LeaseLost
 from tether.store.run_leases import Claim
 
-from . import environments, failover, leadership, metrics, sweeps, triggers, webhooks
+from . import environments, failover, leadership, metrics, sweeps, triggers, warm_pool, webhooks
 from .agent_run import (
     agent_outcome,
     finish_agent_run,
@@ -72,7 +72,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 async def _lead(ctx: Context) -> None:
     """The leader's duties: what runs on a clock, once for all the replicas."""
     await asyncio.gather(
-        sweeps.keep_sweeping(ctx), environments.keep_expiring(ctx), triggers.keep_firing(ctx)
+        sweeps.keep_sweeping(ctx),
+        environments.keep_expiring(ctx),
+        triggers.keep_firing(ctx),
+        warm_pool.keep_filling(ctx),
     )
 
 

@@ -1,7 +1,7 @@
 """One replica, the leader, does the work that runs on a clock rather than on an event: the
-sweeps, idle Environments' expiry and the triggers' schedules. The leader holds a Kubernetes
-Lease (kubernetes_asyncio's leader election); when it stops renewing, another replica takes the
-Lease within LEASE_SECONDS and the duties with it."""
+sweeps, idle Environments' expiry, the triggers' schedules and the warm pools' refills. The
+leader holds a Kubernetes Lease (kubernetes_asyncio's leader election); when it stops renewing,
+another replica takes the Lease within LEASE_SECONDS and the duties with it."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ async def keep_leading(ctx: Context, duties: Callable[[], Coroutine[Any, Any, No
     leading: set[asyncio.Task] = set()
 
     async def lead() -> None:
-        log.info("%s leads: sweeps, expiry and triggers run here", ctx.settings.operator_id)
+        log.info("%s leads: sweeps, expiry, triggers, warm pools", ctx.settings.operator_id)
         leading.add(asyncio.current_task())
         await duties()
 

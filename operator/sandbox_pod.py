@@ -23,6 +23,11 @@ from tether.sandbox_policy import DEFAULT_MAX_LIMITS, SandboxPolicy
 
 ENVIRONMENT_LABEL = "tether.dev/environment"
 FILES_LABEL = "tether.dev/files"
+POOL_LABEL = "tether.dev/pool"
+"""On a warm pool's pods, idle or claimed: the Agent whose pool it is."""
+WARM_LABEL = "tether.dev/warm"
+"""On an idle warm pod only: the hash of the template it was built from."""
+CLAIM_PORT = 8071
 FILES_PORT = 8090
 FILES_IDLE_SECONDS = 300
 TOKEN_DIR = "/var/run/tether"
@@ -49,6 +54,7 @@ class Placement:
     egress_proxy_url: str = "http://tether-egress.tether-system:3128"
     """The egress proxy: a sandbox's only way out besides DNS and the gateway."""
     egress_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-egress"),)
+    operator_labels: tuple[tuple[str, str], ...] = (("app.kubernetes.io/name", "tether-operator"),)
     runtime_class_name: str | None = None
     """The platform's RuntimeClass: when set, every sandbox runs under it."""
     allowed_images: tuple[str, ...] = ()
@@ -141,15 +147,23 @@ def volume_name(environment: str) -> str:
 
 def _environment_child(environment: dict[str, Any], name: str, **labels: str) -> dict[str, Any]:
     """The metadata of an object an Environment owns: deleting it deletes them."""
-    meta = environment["metadata"]
+    own = {ENVIRONMENT_LABEL: environment["metadata"]["name"], **labels}
+    return _owned_by(environment, "Environment", name, own)
+
+
+def _owned_by(
+    owner: dict[str, Any], kind: str, name: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    """The metadata of an object named `name` that `owner` (a `kind`) owns, beside it."""
+    meta = owner["metadata"]
     return {
         "name": name,
         "namespace": meta["namespace"],
-        "labels": {ENVIRONMENT_LABEL: meta["name"], **labels},
+        "labels": labels,
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
-                "kind": "Environment",
+                "kind": kind,
                 "name": meta["name"],
                 "uid": meta["uid"],
                 "controller": True,
@@ -287,19 +301,144 @@ def sandbox_pod(
     meta = interaction["metadata"]
     name = child_name(meta["uid"])
     port = workspace_port(meta["uid"])
-    env = run.environment
+    spec = _sandbox_spec(
+        run.environment,
+        place,
+        credential_variables or {},
+        port,
+        workspace_env=[{"name": "TETHER_RUN", "value": meta["uid"]}],
+        agent_env=[
+            {"name": "TETHER_INTERACTION", "value": meta["name"]},
+            {"name": "TETHER_RUN_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+            {"name": "TETHER_RUN_FILE", "value": f"{TOKEN_DIR}/run.json"},
+            {"name": "TETHER_RUN", "value": meta["uid"]},
+        ],
+        workspace=_workspace_volume(run),
+    )
+    spec["activeDeadlineSeconds"] = run.timeout_seconds
+    spec["volumes"].append(
+        {"name": "run-token", "secret": {"secretName": name, "defaultMode": 0o400}}
+    )
+    spec["containers"][0]["volumeMounts"].append(
+        {"name": "run-token", "mountPath": TOKEN_DIR, "readOnly": True}
+    )
+    metadata = _metadata(interaction)
+    metadata["annotations"] = _run_annotations(interaction, run)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def warm_pod(
+    agent: dict[str, Any],
+    environment: SandboxEnvironment,
+    place: Placement,
+    credential_variables: dict[str, str],
+    name: str,
+) -> dict[str, Any]:
+    """An idle sandbox of an Agent's warm pool, named `name`: a run's pod, less everything of
+    the run. No token, no run input, no run id; the agent container waits on CLAIM_PORT for
+    the operator to hand it a run (`claim_patch` makes the pod that run's). Labelled with the
+    pool's agent and the template it was built from, and owned by the Agent."""
+    spec = _warm_spec(environment, place, credential_variables, workspace_port(name))
+    labels = {POOL_LABEL: agent["metadata"]["name"], WARM_LABEL: template_hash(spec)}
+    metadata = _owned_by(agent, "Agent", name, labels)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def warm_template(
+    environment: SandboxEnvironment, place: Placement, credential_variables: dict[str, str]
+) -> str:
+    """The template hash of the warm pods a run with this sandbox environment may claim."""
+    return template_hash(_warm_spec(environment, place, credential_variables, 0))
+
+
+def _warm_spec(
+    environment: SandboxEnvironment,
+    place: Placement,
+    credential_variables: dict[str, str],
+    port: int,
+) -> dict[str, Any]:
+    spec = _sandbox_spec(
+        environment,
+        place,
+        credential_variables,
+        port,
+        workspace_env=[],
+        agent_env=[{"name": "TETHER_CLAIM_PORT", "value": str(CLAIM_PORT)}],
+        workspace={"name": "workspace", "emptyDir": {"sizeLimit": "2Gi"}},
+    )
+    agent_container = spec["containers"][0]
+    agent_container["ports"] = [{"name": "claim", "containerPort": CLAIM_PORT}]
+    agent_container["readinessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": CLAIM_PORT},
+        "periodSeconds": 1,
+    }
+    return spec
+
+
+def template_hash(spec: dict[str, Any]) -> str:
+    """What a warm pod was built from, less its own name: a run claims only a pod whose
+    template equals the one it would have been given (same image, resources, runtime class,
+    variables)."""
+    per_pod = ("TETHER_WORKSPACE_PORT", "TETHER_WORKSPACE_URL")
+    containers = [
+        {key: value for key, value in c.items() if key != "env"}
+        | {"env": [e for e in c["env"] if e["name"] not in per_pod]}
+        for c in [*spec["initContainers"], *spec["containers"]]
+    ]
+    canonical = json.dumps({**spec, "initContainers": [], "containers": containers}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def claim_patch(
+    interaction: dict[str, Any], run: AgentRun, pod: dict[str, Any], age_seconds: float
+) -> dict[str, Any]:
+    """The JSON merge patch that makes an idle warm pod `interaction`'s sandbox: its labels
+    (the pool no longer counts it; sweeps, the egress proxy and the NetworkPolicy find it as
+    the run's), its owner (it goes with the Interaction), the run's egress rules and its
+    deadline (counted, as a pod's is, from the pod's start, `age_seconds` ago). It carries the pod's
+    resourceVersion: of two runs claiming one pod, the API server lets one through."""
+    meta = interaction["metadata"]
+    labels = {
+        WARM_LABEL: None,
+        SANDBOX_LABEL: child_name(meta["uid"]),
+        INTERACTION_LABEL: meta["name"],
+    }
+    return {
+        "metadata": {
+            "resourceVersion": pod["metadata"]["resourceVersion"],
+            "labels": labels,
+            "annotations": _run_annotations(interaction, run),
+            "ownerReferences": [owner_reference(interaction)],
+        },
+        "spec": {"activeDeadlineSeconds": int(age_seconds) + 1 + run.timeout_seconds},
+    }
+
+
+def _run_annotations(interaction: dict[str, Any], run: AgentRun) -> dict[str, str]:
+    annotations = {EGRESS_ANNOTATION: egress_rules(run.environment)}
+    meta = interaction["metadata"]
+    if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
+        annotations[ACCEPTED_ANNOTATION] = accepted  # for start-latency metrics
+    return annotations
+
+
+def _sandbox_spec(
+    env: SandboxEnvironment,
+    place: Placement,
+    credential_variables: dict[str, str],
+    port: int,
+    workspace_env: list[dict[str, str]],
+    agent_env: list[dict[str, str]],
+    workspace: dict[str, Any],
+) -> dict[str, Any]:
+    """The pod spec a run's sandbox and a warm one share; `agent` is the first container."""
     policy = place.policy
     image = sandbox_policy.image(env, policy)
     runtime_class = sandbox_policy.runtime_class(env, policy)
     workspace_resources = sandbox_policy.resources(env.resources, policy)
     spec: dict[str, Any] = {
         **_locked_down_pod(),
-        "activeDeadlineSeconds": run.timeout_seconds,
-        "volumes": [
-            _workspace_volume(run),
-            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-            {"name": "run-token", "secret": {"secretName": name, "defaultMode": 0o400}},
-        ],
+        "volumes": [workspace, {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
         "initContainers": [
             {
                 "name": "workspace",
@@ -309,10 +448,10 @@ def sandbox_pod(
                 "command": ["python", "-m", "tether.sandbox.workspace"],
                 "env": [
                     {"name": "TETHER_WORKSPACE_PORT", "value": str(port)},
-                    {"name": "TETHER_RUN", "value": meta["uid"]},
+                    *workspace_env,
                     {"name": "HOME", "value": WORKSPACE},
                     *_proxy_env(place),
-                    *_plain_env(env, credential_variables or {}),
+                    *_plain_env(env, credential_variables),
                 ],
                 "workingDir": WORKSPACE,
                 "volumeMounts": [
@@ -330,17 +469,13 @@ def sandbox_pod(
                 "command": ["python", "-m", "tether.sandbox.agent"],
                 "env": [
                     {"name": "TETHER_GATEWAY_URL", "value": place.gateway_url},
-                    {"name": "TETHER_INTERACTION", "value": meta["name"]},
-                    {"name": "TETHER_RUN_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
-                    {"name": "TETHER_RUN_FILE", "value": f"{TOKEN_DIR}/run.json"},
+                    *agent_env,
                     {"name": "TETHER_WORKSPACE_URL", "value": f"http://127.0.0.1:{port}"},
-                    {"name": "TETHER_RUN", "value": meta["uid"]},
                     # The run's MCP servers are called through the proxy, under its allowlist.
                     {"name": "TETHER_EGRESS_PROXY", "value": place.egress_proxy_url},
                 ],
                 "volumeMounts": [
                     {"name": "workspace", "mountPath": WORKSPACE, "readOnly": True},
-                    {"name": "run-token", "mountPath": TOKEN_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp", "subPath": "agent"},
                 ],
                 "resources": copy.deepcopy(AGENT_RESOURCES),
@@ -352,11 +487,7 @@ def sandbox_pod(
     }
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
-    metadata = _metadata(interaction)
-    metadata["annotations"] = {EGRESS_ANNOTATION: egress_rules(env)}
-    if accepted := (meta.get("annotations") or {}).get(ACCEPTED_ANNOTATION):
-        metadata["annotations"][ACCEPTED_ANNOTATION] = accepted  # for start-latency metrics
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+    return spec
 
 
 def _workspace_volume(run: AgentRun) -> dict[str, Any]:
@@ -403,8 +534,47 @@ def sandbox_network_policy(
     (the pod's allowlist, by HTTP Host, CONNECT target and TLS SNI), so every other address is
     closed here, whatever the allowlist says."""
     name = child_name(interaction["metadata"]["uid"])
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(interaction),
+        "spec": {
+            "podSelector": {"matchLabels": {SANDBOX_LABEL: name}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": _sandbox_egress(place),
+        },
+    }
+
+
+def pool_network_policy(agent: dict[str, Any], place: Placement) -> dict[str, Any]:
+    """A warm pool's pods, idle or claimed: out, what a run's sandbox may reach (so a claimed
+    pod's first call goes out with no policy to apply in between); in, only the operator, on
+    the claim port. Owned by the Agent."""
+    agent_name = agent["metadata"]["name"]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _owned_by(agent, "Agent", pool_name(agent_name), {POOL_LABEL: agent_name}),
+        "spec": {
+            "podSelector": {"matchLabels": {POOL_LABEL: agent_name}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": _operator(place), "ports": [{"protocol": "TCP", "port": CLAIM_PORT}]}
+            ],
+            "egress": _sandbox_egress(place),
+        },
+    }
+
+
+def pool_name(agent: str) -> str:
+    """The name of a pool's NetworkPolicy, and the prefix of its pods' names."""
+    return f"pool-{agent}"[:52]
+
+
+def _sandbox_egress(place: Placement) -> list[dict[str, Any]]:
     proxy = urllib.parse.urlsplit(place.egress_proxy_url)
-    egress: list[dict[str, Any]] = [
+    return [
         {
             "to": [
                 {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
@@ -417,17 +587,13 @@ def sandbox_network_policy(
             "ports": [{"protocol": "TCP", "port": proxy.port or 80}],
         },
     ]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(interaction),
-        "spec": {
-            "podSelector": {"matchLabels": {SANDBOX_LABEL: name}},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
-            "egress": egress,
-        },
-    }
+
+
+def _operator(place: Placement) -> list[dict[str, Any]]:
+    """The operator's pods; or, when the gateway runs outside the cluster (one of the named
+    hosts, as the test stack runs the platform), that host's addresses, where the operator
+    runs too."""
+    return _service(place, place.gateway_url, place.operator_labels)
 
 
 def _gateway(place: Placement) -> list[dict[str, Any]]:

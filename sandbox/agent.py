@@ -3,7 +3,8 @@ nothing else; it calls models only through the gateway's model proxy and does it
 the workspace container's tools.
 
 `python -m tether.sandbox.agent` reads the run (TETHER_RUN_FILE) and the token
-(TETHER_RUN_TOKEN_FILE), loops model → tools until the model answers without a tool call, then
+(TETHER_RUN_TOKEN_FILE), or in a warm pool's pod waits for the operator to hand it both
+(TETHER_CLAIM_PORT), loops model → tools until the model answers without a tool call, then
 uploads /workspace and reports how the run ended.
 """
 
@@ -22,11 +23,13 @@ from typing import Any
 
 import aiohttp
 import httpx2
+from aiohttp import web
 
 from tether.api.internal import (
     FILES_LIMIT,
     GenerateReply,
     GenerateRequest,
+    RunClaim,
     RunInput,
 )
 from tether.mcp_tools import Toolbox, http_client, model_result, servers_of
@@ -384,14 +387,68 @@ async def wait_for(http: aiohttp.ClientSession, url: str, seconds: float = RETRY
     raise RuntimeError(f"{url} did not come up as this run's workspace in {seconds:.0f}s")
 
 
+async def wait_for_claim(port: int) -> RunClaim:
+    """A warm pool's pod: idle until the operator hands it a run on `port`. It takes the first
+    run it is handed, and answers a second hand-over of the same run (an operator that restarted
+    mid-claim) as taken, any other as refused. The server stays up, answering that way."""
+    claimed: asyncio.Future[RunClaim] = asyncio.get_running_loop().create_future()
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "claimed": claimed.done()})
+
+    async def claim(request: web.Request) -> web.Response:
+        try:
+            handed = RunClaim.model_validate_json(await request.read())
+        except ValueError as error:  # pydantic's ValidationError among them
+            return web.json_response({"error": str(error)}, status=400)
+        if not claimed.done():
+            claimed.set_result(handed)
+        if claimed.result().run != handed.run:
+            return web.json_response({"error": "this pod runs another run"}, status=409)
+        return web.json_response({"run": handed.run})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/claim", claim)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    print(f"warm: waiting for a run on port {port}", flush=True)
+    return await claimed
+
+
+async def bind_workspace(http: aiohttp.ClientSession, workspace: str, run: str) -> None:
+    """Tell a warm pod's workspace which run it now serves (it then trusts the run's egress
+    authority), retrying while it starts."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    while True:
+        try:
+            async with http.post(f"{workspace}/bind", json={"run": run}) as response:
+                if response.status == 200:
+                    return
+                raise RuntimeError(f"the workspace refused the run: {await response.text()}")
+        except aiohttp.ClientError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def main() -> int:
-    token = Path(os.environ["TETHER_RUN_TOKEN_FILE"]).read_text().strip()
-    run = RunInput.model_validate_json(Path(os.environ["TETHER_RUN_FILE"]).read_text())
     workspace = os.environ["TETHER_WORKSPACE_URL"]
+    if claim_port := os.environ.get("TETHER_CLAIM_PORT"):
+        handed = await wait_for_claim(int(claim_port))
+        os.environ["TETHER_RUN"] = handed.run
+        print(f"warm: claimed by {handed.interaction}", flush=True)
+        token, run = handed.token, handed.input
+    else:
+        token = Path(os.environ["TETHER_RUN_TOKEN_FILE"]).read_text().strip()
+        run = RunInput.model_validate_json(Path(os.environ["TETHER_RUN_FILE"]).read_text())
     root = Path(os.environ.get("TETHER_WORKSPACE", "/workspace"))
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         gateway = Gateway(http, os.environ["TETHER_GATEWAY_URL"], token)
+        if claim_port:
+            await bind_workspace(http, workspace, handed.run)
         await wait_for(http, f"{workspace}/healthz")
         print(
             f"agent loop started: {len(run.steps)} steps of history, "

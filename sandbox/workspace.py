@@ -188,17 +188,36 @@ RUN_HEADER = "X-Tether-Run"
 
 def create_app(root: Path = WORKSPACE, run: str | None = None) -> web.Application:
     """`run` is the uid of the run this workspace serves: a caller naming another run (another
-    run's agent that reached this port) is refused, so no run ever uses another's sandbox."""
-    run = os.environ.get("TETHER_RUN", "") if run is None else run
+    run's agent that reached this port) is refused, so no run ever uses another's sandbox. A
+    warm pool's workspace starts with none, and serves no tool until its agent binds it to the
+    run that claimed the pod (POST /bind, once)."""
+    bound = {"run": os.environ.get("TETHER_RUN", "") if run is None else run}
+    trusted: list[asyncio.Task] = []
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "run": run})
+        return web.json_response({"ok": True, "run": bound["run"]})
+
+    async def bind(request: web.Request) -> web.Response:
+        wanted = str((await request.json()).get("run") or "")
+        if not wanted or bound["run"] not in ("", wanted):
+            return web.json_response(
+                {"ok": False, "error": "this workspace belongs to another run"}, status=409
+            )
+        if not bound["run"]:
+            bound["run"] = wanted
+            # The run's authority comes from the egress proxy once it sees the claimed pod;
+            # the agent's first model call need not wait for it, the first tool does.
+            trusting = asyncio.to_thread(trust_the_run_authority, CA_FOLDER)
+            trusted.append(asyncio.create_task(trusting))
+        return web.json_response({"ok": True, "run": wanted})
 
     async def tool(request: web.Request) -> web.Response:
-        if request.headers.get(RUN_HEADER, "") != run:
+        if not bound["run"] or request.headers.get(RUN_HEADER, "") != bound["run"]:
             return web.json_response(
                 {"ok": False, "error": "this workspace belongs to another run"}, status=403
             )
+        for trusting in trusted:
+            await trusting
         name = request.match_info["name"]
         args: dict[str, Any] = await request.json()
         try:
@@ -269,15 +288,17 @@ def create_app(root: Path = WORKSPACE, run: str | None = None) -> web.Applicatio
     app = web.Application()
     app.cleanup_ctx.append(session)
     app.router.add_post("/tools/{name}", tool)
+    app.router.add_post("/bind", bind)
     app.router.add_get("/healthz", healthz)
     return app
 
 
 SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_FOLDER = Path("/tmp/tether-egress")
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
 
 
-def trust_the_run_authority(folder: Path, attempts: int = 40) -> Path | None:
+def trust_the_run_authority(folder: Path, attempts: int = 200) -> Path | None:
     """Ask the egress proxy for this run's certificate authority (it opens the TLS of the
     connections it puts a credential into), and make it trusted by everything started here:
     the system's authorities plus the run's, in one bundle, named by the variables Python,
@@ -291,7 +312,7 @@ def trust_the_run_authority(folder: Path, attempts: int = 40) -> Path | None:
                 authority = response.read().decode()
             break
         except OSError:
-            time.sleep(0.25)
+            time.sleep(0.05)
     else:
         print("the egress proxy gave no certificate authority", file=sys.stderr)
         return None
@@ -307,6 +328,7 @@ def trust_the_run_authority(folder: Path, attempts: int = 40) -> Path | None:
 
 
 if __name__ == "__main__":
-    trust_the_run_authority(Path("/tmp/tether-egress"))
+    if os.environ.get("TETHER_RUN"):  # else a warm pod's: trusted when bound to its run
+        trust_the_run_authority(CA_FOLDER)
     port = int(os.environ.get("TETHER_WORKSPACE_PORT", "7070"))
     web.run_app(create_app(), host="127.0.0.1", port=port, access_log=None, print=None)

@@ -95,6 +95,20 @@ def resolve(
     )
 
 
+def pool_environment(agent: str, specs: list[AgentSpec]) -> SandboxEnvironment:
+    """The sandbox environment of the agent's runs when the request changes nothing: what its
+    warm pool's pods are built for."""
+    merged = AgentSpec()
+    for spec in specs:
+        merged = _overlay(merged, spec)
+    environment = merged.base_environment or SandboxEnvironment()
+    try:
+        refuse_secrets(environment, where=f"agent {agent!r}: environment")
+    except SandboxPolicyError as error:
+        raise AgentConfigError(str(error)) from error
+    return environment
+
+
 def workspace_files(run: AgentRun) -> list[dict[str, Any]]:
     """The sources as files to write into /workspace before the run starts: the request's and
     the agent's every time, a persistent Environment's only where nothing is there yet (a run

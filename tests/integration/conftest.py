@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.integration.test_agent_runs import install_model
 from tether.dev.fakes.chat_completions import ChatCompletionsServer, Reply
-from tether.sandbox.workspace import create_app
+from tether.sandbox.workspace import RUN_HEADER, create_app
 
 _namespaces = itertools.count()
 
@@ -86,11 +86,11 @@ def script(stack):
 async def tools(tmp_path):
     """The workspace tool server over real HTTP, on tmp_path: tools(name, **args) -> answer.
     Closing it closes the run's browser."""
-    client = TestClient(TestServer(create_app(tmp_path), host="127.0.0.1"))
+    client = TestClient(TestServer(create_app(tmp_path, run="run-t"), host="127.0.0.1"))
     await client.start_server()
 
     async def call(name: str, **args):
-        response = await client.post(f"/tools/{name}", json=args)
+        response = await client.post(f"/tools/{name}", json=args, headers={RUN_HEADER: "run-t"})
         assert response.status == 200
         return await response.json()
 

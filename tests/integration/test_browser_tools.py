@@ -186,10 +186,14 @@ async def test_pages_go_through_the_proxy_and_the_browser_calls_nowhere_else(tmp
 
     server = await asyncio.start_server(proxy, "127.0.0.1", 0)
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-    client = TestClient(TestServer(create_app(tmp_path, run=""), host="127.0.0.1"))
+    client = TestClient(TestServer(create_app(tmp_path, run="run-t"), host="127.0.0.1"))
     await client.start_server()
     try:
-        answer = await client.post("/tools/browser_navigate", json={"url": "http://pages.test/"})
+        answer = await client.post(
+            "/tools/browser_navigate",
+            json={"url": "http://pages.test/"},
+            headers={"X-Tether-Run": "run-t"},
+        )
         assert (await answer.json())["text"] == "via the proxy"
         await asyncio.sleep(5)  # what Chromium calls on its own, it calls in its first seconds
     finally:

@@ -69,6 +69,25 @@ async def test_fetch_returns_the_page_and_takes_http_and_https_only(tools, page)
     assert "only http and https" in (await tools("fetch_url", url="file:///etc/passwd"))["error"]
 
 
+async def test_a_warm_workspace_serves_no_tool_until_bound_and_is_bound_once(tmp_path):
+    client = TestClient(TestServer(create_app(tmp_path, run=""), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        unbound = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": ""})
+        assert unbound.status == 403
+        assert (await client.post("/bind", json={"run": ""})).status == 409
+        assert (await client.post("/bind", json={"run": "run-a"})).status == 200
+        assert (await client.post("/bind", json={"run": "run-a"})).status == 200  # a retry
+        assert (await client.post("/bind", json={"run": "run-b"})).status == 409
+        assert (await (await client.get("/healthz")).json())["run"] == "run-a"
+        own = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": "run-a"})
+        assert own.status == 200
+        other = await client.post("/tools/list_files", json={}, headers={"X-Tether-Run": "run-b"})
+        assert other.status == 403
+    finally:
+        await client.close()
+
+
 async def test_a_caller_naming_another_run_is_refused(tmp_path):
     client = TestClient(TestServer(create_app(tmp_path, run="run-a"), host="127.0.0.1"))
     await client.start_server()
@@ -93,12 +112,14 @@ def git(tmp_path, monkeypatch):
 
 
 async def test_a_repository_is_cloned_once_and_over_https_only(tmp_path, git):
-    client = TestClient(TestServer(create_app(tmp_path), host="127.0.0.1"))
+    client = TestClient(TestServer(create_app(tmp_path, run="run-t"), host="127.0.0.1"))
     await client.start_server()
     try:
 
         async def clone(**args):
-            return await (await client.post("/tools/clone_repository", json=args)).json()
+            headers = {"X-Tether-Run": "run-t"}
+            answer = await client.post("/tools/clone_repository", json=args, headers=headers)
+            return await answer.json()
 
         assert await clone(url=git.url("tools"), path="tools") == {"ok": True, "path": "tools"}
         assert (tmp_path / "tools" / "README.md").read_text() == "# tools\n"

@@ -13,6 +13,18 @@ AGENT_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 """An agent id a tenant may give: a Kubernetes object name that starts with a letter."""
 
 
+MAX_WARM_POOL = 50
+
+
+class WarmPool(ApiModel):
+    """Sandbox pods kept started and idle for this agent's runs, in the Agent's namespace: a run
+    claims one instead of waiting for a pod to start. An idle pod holds nothing secret; a run
+    gets its token and its input when it claims the pod."""
+
+    size: int = Field(default=0, ge=0, le=MAX_WARM_POOL)
+    """How many idle pods to keep; the pool refills behind the runs that claim them."""
+
+
 class AgentSpec(ApiModel):
     """How runs of this agent think, what they may use, and where they run."""
 
@@ -26,6 +38,8 @@ class AgentSpec(ApiModel):
     base_environment: SandboxEnvironment | None = None
     aliases: list[str] | None = Field(default=None, max_length=64)
     """Other agent ids that resolve to this agent (e.g. a hosted agent's id)."""
+    warm_pool: WarmPool | None = None
+    """Idle sandbox pods kept for this agent's runs (not inherited by agents based on it)."""
 
 
 class AgentObject(AgentSpec):

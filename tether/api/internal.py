@@ -57,6 +57,17 @@ class RunInput(_Message):
     """The conversation so far, in the wire spelling."""
 
 
+class RunClaim(_Message):
+    """What the operator hands an idle warm pod when a run claims it: the run, its token and
+    its input, which an idle pod never holds."""
+
+    interaction: str
+    run: str
+    """The Interaction's uid."""
+    token: str
+    input: RunInput
+
+
 class GenerateRequest(_Message):
     """POST /internal/v1/generate: one model call for the run."""
 

@@ -11,14 +11,20 @@ import pytest
 from tether.agents import AgentRun
 from tether.api.common import SandboxEnvironment, Source
 from tether.operator.sandbox_pod import (
+    CLAIM_PORT,
     EGRESS_ANNOTATION,
+    WARM_LABEL,
     Placement,
     child_name,
+    claim_patch,
     files_network_policy,
     files_pod,
+    pool_network_policy,
     run_token_secret,
     sandbox_network_policy,
     sandbox_pod,
+    warm_pod,
+    warm_template,
     workspace_volume_claim,
 )
 from tether.sandbox_policy import SandboxPolicyError
@@ -362,3 +368,58 @@ def test_an_environments_files_pod_serves_its_volume_to_the_gateway_alone():
     assert rule["from"][0]["podSelector"] == {
         "matchLabels": {"app.kubernetes.io/name": "tether-gateway"}
     }
+
+
+AGENT = {"metadata": {"name": "support", "namespace": "tenant-a", "uid": "agent-uid"}}
+
+
+def test_a_warm_pod_is_a_run_pod_less_the_run():
+    env = SandboxEnvironment.from_wire({"env": {"STAGE": "prod"}})
+    pod = warm_pod(AGENT, env, PLACE, {}, "pool-support-1a2b")
+    cold = sandbox_pod(IX, run(env={"STAGE": "prod"}), PLACE)
+    assert not [v for v in pod["spec"]["volumes"] if "secret" in v]
+    assert "activeDeadlineSeconds" not in pod["spec"]
+    for name, container in containers(pod).items():
+        names = {e["name"] for e in container["env"]}
+        assert not names & {"TETHER_RUN", "TETHER_RUN_TOKEN_FILE", "TETHER_RUN_FILE"}
+        assert container["image"] == containers(cold)[name]["image"]
+        assert container["securityContext"] == containers(cold)[name]["securityContext"]
+    assert pod["metadata"]["labels"]["tether.dev/pool"] == "support"
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "Agent"
+
+
+def test_a_warm_template_ignores_the_pods_name_and_follows_what_the_run_would_get():
+    env = SandboxEnvironment.from_wire({"env": {"STAGE": "prod"}})
+    one, two = (warm_pod(AGENT, env, PLACE, {}, n) for n in ("pool-support-a", "pool-support-b"))
+    template = warm_template(env, PLACE, {})
+    assert one["metadata"]["labels"][WARM_LABEL] == template
+    assert two["metadata"]["labels"][WARM_LABEL] == template
+    other = SandboxEnvironment.from_wire({"env": {"STAGE": "dev"}})
+    assert warm_template(other, PLACE, {}) != template
+    assert warm_template(env, replace(PLACE, runtime_class_name="gvisor"), {}) != template
+    assert warm_template(env, PLACE, {"API_KEY": "placeholder"}) != template
+
+
+def test_a_claim_makes_the_pod_the_runs_only_if_nobody_changed_it_since():
+    pod = warm_pod(AGENT, SandboxEnvironment(), PLACE, {}, "pool-support-a")
+    pod["metadata"]["resourceVersion"] = "42"
+    patch = claim_patch(IX, run(), pod, age_seconds=30.5)
+    assert patch["metadata"]["resourceVersion"] == "42"
+    assert patch["metadata"]["labels"] == {
+        WARM_LABEL: None,
+        "tether.dev/sandbox": child_name(IX["metadata"]["uid"]),
+        "tether.dev/interaction": "ix-1",
+    }
+    assert patch["metadata"]["ownerReferences"][0]["uid"] == IX["metadata"]["uid"]
+    assert patch["spec"]["activeDeadlineSeconds"] == 31 + 120
+    assert EGRESS_ANNOTATION in patch["metadata"]["annotations"]
+
+
+def test_a_pools_policy_lets_in_only_the_operator_on_the_claim_port():
+    policy = pool_network_policy(AGENT, PLACE)
+    [ingress] = policy["spec"]["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": CLAIM_PORT}]
+    assert ingress["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "tether-operator"
+    }
+    assert policy["spec"]["egress"] == sandbox_network_policy(IX, run(), PLACE)["spec"]["egress"]
