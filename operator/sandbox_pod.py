@@ -550,7 +550,8 @@ def sandbox_network_policy(
 def pool_network_policy(agent: dict[str, Any], place: Placement) -> dict[str, Any]:
     """A warm pool's pods, idle or claimed: out, what a run's sandbox may reach (so a claimed
     pod's first call goes out with no policy to apply in between); in, only the operator, on
-    the claim port. Owned by the Agent."""
+    the claim port. Owned by the Agent; a claimed pod has its run's own policy too, which
+    outlives the Agent."""
     agent_name = agent["metadata"]["name"]
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -568,8 +569,8 @@ def pool_network_policy(agent: dict[str, Any], place: Placement) -> dict[str, An
 
 
 def pool_name(agent: str) -> str:
-    """The name of a pool's NetworkPolicy, and the prefix of its pods' names."""
-    return f"pool-{agent}"[:52]
+    """The name of a pool's NetworkPolicy, and the prefix of its pods' names: one per Agent."""
+    return f"pool-{agent}"
 
 
 def _sandbox_egress(place: Placement) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ from tether.api.agent import AgentSpec
 from tether.api.common import SandboxEnvironment
 from tether.api.internal import RunClaim, RunInput
 from tether.errors import RunError
-from tether.outages import through_outages
 
 from .context import Context
 from .credential_variables import credential_variables
@@ -42,6 +41,7 @@ from .sandbox_pod import (
     claim_patch,
     pool_name,
     pool_network_policy,
+    sandbox_network_policy,
     warm_pod,
     warm_template,
 )
@@ -65,12 +65,15 @@ async def claim(
     claimed before a crash is found again and handed the run again (it takes it once)."""
     meta = interaction["metadata"]
     namespace = meta["namespace"]
-    template = warm_template(run.environment, Placement.from_settings(ctx.settings), variables)
+    place = Placement.from_settings(ctx.settings)
+    template = warm_template(run.environment, place, variables)
     mine = child_name(meta["uid"])
-    # The pool's pods, and any sandbox of this run's (started before a crash, warm or not)
-    pool, own = await asyncio.gather(
+    # The pool's pods, and any sandbox of this run's (started before a crash, warm or not);
+    # and the run's own NetworkPolicy, which selects its pod once claimed
+    pool, own, _ = await asyncio.gather(
         ctx.kube.core.list_namespaced_pod(namespace, label_selector=f"{POOL_LABEL}={run.agent}"),
         ctx.kube.core.list_namespaced_pod(namespace, label_selector=f"{SANDBOX_LABEL}={mine}"),
+        _create_policy(ctx, namespace, sandbox_network_policy(interaction, run, place)),
     )
     pods, started = (ctx.kube.api.sanitize_for_serialization(x)["items"] for x in (pool, own))
     handed = RunClaim(interaction=meta["name"], run=meta["uid"], token=token, input=loop_input)
@@ -202,7 +205,7 @@ async def fill_once(ctx: Context) -> dict[str, int]:
                 changes["deleted"] += 1
         if template is None or len(keep) >= size:
             continue
-        await _ensure_policy(ctx, agent, place)
+        await _create_policy(ctx, meta["namespace"], pool_network_policy(agent, place))
         for _ in range(size - len(keep)):
             name = f"{pool_name(meta['name'])}-{secrets.token_hex(4)}"
             pod = warm_pod(agent, environment, place, variables, name)
@@ -243,16 +246,11 @@ async def _delete_idle(ctx: Context, pod: dict[str, Any]) -> None:
             raise
 
 
-async def _ensure_policy(ctx: Context, agent: dict[str, Any], place: Placement) -> None:
-    policy = pool_network_policy(agent, place)
+async def _create_policy(ctx: Context, namespace: str, policy: dict[str, Any]) -> None:
+    """Create a NetworkPolicy; there already is fine."""
     networking = client.NetworkingV1Api(ctx.kube.api)
     try:
-        await through_outages(
-            lambda: networking.create_namespaced_network_policy(
-                agent["metadata"]["namespace"], policy
-            ),
-            f"create {policy['metadata']['name']}",
-        )
+        await networking.create_namespaced_network_policy(namespace, policy)
     except ApiException as error:
         if error.status != 409:
             raise

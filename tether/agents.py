@@ -58,9 +58,7 @@ def resolve(
     """`specs` runs from the most basic agent to the one named; later ones override earlier.
     `workspace` is the persistent Environment (id, spec) the run uses: its env, network and
     instruction come between the agent's and the request's."""
-    merged = AgentSpec()
-    for spec in specs:
-        merged = _overlay(merged, spec)
+    merged = _merged(specs)
     config = _limits(merged.agent_config, request.agent_config)
     if not config.model:
         raise AgentConfigError(
@@ -98,15 +96,19 @@ def resolve(
 def pool_environment(agent: str, specs: list[AgentSpec]) -> SandboxEnvironment:
     """The sandbox environment of the agent's runs when the request changes nothing: what its
     warm pool's pods are built for."""
-    merged = AgentSpec()
-    for spec in specs:
-        merged = _overlay(merged, spec)
-    environment = merged.base_environment or SandboxEnvironment()
+    environment = _merged(specs).base_environment or SandboxEnvironment()
     try:
         refuse_secrets(environment, where=f"agent {agent!r}: environment")
     except SandboxPolicyError as error:
         raise AgentConfigError(str(error)) from error
     return environment
+
+
+def _merged(specs: list[AgentSpec]) -> AgentSpec:
+    merged = AgentSpec()
+    for spec in specs:
+        merged = _overlay(merged, spec)
+    return merged
 
 
 def workspace_files(run: AgentRun) -> list[dict[str, Any]]:

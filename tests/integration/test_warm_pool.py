@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -85,9 +86,10 @@ def sandbox_of(stack, interaction: str) -> str:
 @pytest.fixture
 def pool(stack, script):
     yield
-    custom(stack).delete_namespaced_custom_object(
-        "tether.dev", "v1alpha1", "tenant-a", "agents", AGENT
-    )
+    with contextlib.suppress(kubernetes.client.ApiException):  # a test may have deleted it
+        custom(stack).delete_namespaced_custom_object(
+            "tether.dev", "v1alpha1", "tenant-a", "agents", AGENT
+        )
     deadline = time.monotonic() + 60
     while core(stack).list_namespaced_pod("tenant-a", label_selector=POOL_LABEL).items:
         assert time.monotonic() < deadline, "the pool outlived its Agent"
@@ -258,3 +260,38 @@ def test_a_warm_run_gets_its_egress_authority_and_credentials_only_once_claimed(
     seen = output(done)
     assert "sees=tether-credential-API_KEY" in seen and "leaks=none" in seen, seen
     assert api.requests[before]["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_claimed_pod_keeps_a_policy_of_its_runs_own_when_its_agent_goes(
+    stack, client, script, pool
+):
+    model = script("warm-slow", [{"text": "late", "delaySeconds": 4}])
+    keep_pool(stack, model, 1)
+    [idle] = wait_for_idle(stack, 1)
+    started = client.interactions.create(agent=AGENT, input="go", background=True)
+    deadline = time.monotonic() + 30
+    while (
+        SANDBOX_LABEL
+        not in (
+            pod := core(stack).read_namespaced_pod(idle.metadata.name, "tenant-a")
+        ).metadata.labels
+    ):
+        assert time.monotonic() < deadline, "the idle pod was never claimed"
+        time.sleep(0.1)
+    networking = kubernetes.client.NetworkingV1Api(stack.control_plane.api_client())
+    own = networking.read_namespaced_network_policy(f"sbx-{uid(stack, started.id)}", "tenant-a")
+    assert own.spec.pod_selector.match_labels == {SANDBOX_LABEL: pod.metadata.labels[SANDBOX_LABEL]}
+    assert own.spec.ingress is None or own.spec.ingress == []
+
+    custom(stack).delete_namespaced_custom_object(  # the pool's policy goes with the Agent
+        "tether.dev", "v1alpha1", "tenant-a", "agents", AGENT
+    )
+    deadline = time.monotonic() + 30
+    while networking.list_namespaced_network_policy(
+        "tenant-a", label_selector=f"{POOL_LABEL}={AGENT}"
+    ).items:
+        assert time.monotonic() < deadline, "the pool's policy outlived its Agent"
+        time.sleep(0.2)
+    assert networking.read_namespaced_network_policy(f"sbx-{uid(stack, started.id)}", "tenant-a")
+    done = wait_until_ended(client, started.id, 60)
+    assert (done.status, done.output_text) == ("completed", "late"), done.errors
