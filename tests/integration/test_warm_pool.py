@@ -19,7 +19,7 @@ from tests.integration.test_credentials import (  # noqa: F401 (fixtures)
     output,
 )
 from tests.integration.test_sdk_interactions import wait_until_ended
-from tether.agents import AgentRun
+from tests.unit.operator.test_sandbox_pod import run
 from tether.dev.worker.configs import HOST_ALIAS
 from tether.operator.sandbox_pod import POOL_LABEL, SANDBOX_LABEL, WARM_LABEL, claim_patch
 from tether.operator.warm_pool import MERGE_PATCH
@@ -133,12 +133,12 @@ def test_more_runs_than_idle_pods_each_get_a_pod_of_their_own_and_never_one_twic
     keep_pool(stack, model, 2)
     idle = {p.metadata.name for p in wait_for_idle(stack, 2)}
 
-    def run(_: int):
+    def one_run(_: int):
         started = client.interactions.create(agent=AGENT, input="go", background=True)
         return wait_until_ended(client, started.id, 90)
 
     with ThreadPoolExecutor(5) as pool_of_clients:
-        runs = list(pool_of_clients.map(run, range(5)))
+        runs = list(pool_of_clients.map(one_run, range(5)))
     assert [r.status for r in runs] == ["completed"] * 5, [r.errors for r in runs]
     pods = [sandbox_of(stack, r.id) for r in runs]
     assert len(set(pods)) == 5, pods  # no pod served two runs
@@ -162,7 +162,7 @@ def test_a_pod_claimed_by_two_runs_at_once_goes_to_one(stack, api_key, script, p
     patches = [
         claim_patch(
             {"metadata": {"name": name, "namespace": "tenant-a", "uid": run_uid}},
-            _run(),
+            run(),  # the builders' test run: what it is does not matter to the claim
             listed,
             age_seconds=5,
         )
@@ -182,18 +182,6 @@ def test_a_pod_claimed_by_two_runs_at_once_goes_to_one(stack, api_key, script, p
     after = core(stack).read_namespaced_pod(pod.metadata.name, "tenant-a")
     assert after.metadata.labels[SANDBOX_LABEL] == "sbx-uid-a"
     assert WARM_LABEL not in after.metadata.labels
-
-
-def _run() -> AgentRun:
-    return AgentRun(
-        agent=AGENT,
-        model="m",
-        system_instruction=None,
-        tools=[],
-        max_total_tokens=None,
-        max_steps=1,
-        timeout_seconds=60,
-    )
 
 
 def test_a_changed_agent_replaces_its_idle_pods_and_a_run_with_its_own_environment_starts_cold(
