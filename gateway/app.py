@@ -31,6 +31,7 @@ from tether.store.events import EventLog
 from tether.store.model_slots import ModelSlots
 from tether.store.outputs import Outputs
 from tether.store.run_store import RunStore
+from tether.tasks import stop
 
 from . import (
     agents,
@@ -75,9 +76,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
         slots=ModelSlots(redis),
     )
     yield
-    for task in watching:
-        task.cancel()
-    await asyncio.gather(*watching, return_exceptions=True)
+    await asyncio.gather(*(stop(task) for task in watching))
     await redis.aclose()
     await kube.close()
 

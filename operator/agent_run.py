@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -17,7 +16,7 @@ from tether.api.internal import RunInput
 from tether.api.views import interaction_view
 from tether.chain import conversation
 from tether.errors import RunError
-from tether.outages import through_outages
+from tether.outages import create_once, through_outages
 
 from . import metrics, warm_pool
 from .context import Context
@@ -131,9 +130,11 @@ async def _start_sandbox(
     pod = sandbox_pod(obj, run, place, variables)
     secret = run_token_secret(obj, token, loop_input.model_dump(mode="json"))
     policy = sandbox_network_policy(obj, run, place)
-    await _create(lambda: core.create_namespaced_secret(namespace, secret), "run token")
-    await _create(lambda: networking.create_namespaced_network_policy(namespace, policy), "policy")
-    await _create(lambda: core.create_namespaced_pod(namespace, pod), "sandbox pod")
+    await create_once(lambda: core.create_namespaced_secret(namespace, secret), "run token")
+    await create_once(
+        lambda: networking.create_namespaced_network_policy(namespace, policy), "policy"
+    )
+    await create_once(lambda: core.create_namespaced_pod(namespace, pod), "sandbox pod")
     return pod["metadata"]["name"]
 
 
@@ -154,19 +155,11 @@ async def _claim_workspace(
     except environment_claims.EnvironmentUnavailable as error:
         raise RunError(f"environment_{error.code}", error.message) from error
     claim = workspace_volume_claim(environment, ctx.settings.environment_storage)
-    await _create(
+    await create_once(
         lambda: ctx.kube.core.create_namespaced_persistent_volume_claim(namespace, claim),
         "workspace volume",
     )
     return env_id, EnvironmentSpec.from_kube(environment.get("spec") or {})
-
-
-async def _create(create: Callable[[], Awaitable[Any]], what: str) -> None:
-    try:
-        await through_outages(create, f"create {what}")
-    except ApiException as error:
-        if error.status != 409:  # already there: this run was started before
-            raise
 
 
 async def finish_if_sandbox_ended(ctx: Context, interaction: dict[str, Any]) -> Any | None:

@@ -24,6 +24,7 @@ from tether.settings import Settings
 from tether.store import connection
 from tether.store.events import EventLog, LeaseLost
 from tether.store.run_leases import Claim
+from tether.tasks import stop
 
 from . import environments, failover, leadership, metrics, sweeps, triggers, warm_pool, webhooks
 from .agent_run import (
@@ -82,8 +83,7 @@ async def _lead(ctx: Context) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context = memo.ctx
-    for task in memo.tasks:
-        task.cancel()
+    await asyncio.gather(*(stop(task) for task in memo.tasks))
     await ctx.runs.shutdown()
     await ctx.events.redis.aclose()
     await ctx.kube.close()

@@ -14,6 +14,8 @@ from kubernetes_asyncio.leaderelection.electionconfig import Config
 from kubernetes_asyncio.leaderelection.leaderelection import LeaderElection
 from kubernetes_asyncio.leaderelection.resourcelock.leaselock import LeaseLock
 
+from tether.tasks import stop
+
 from .context import Context
 
 log = logging.getLogger("tether.operator")
@@ -49,6 +51,6 @@ async def keep_leading(ctx: Context, duties: Callable[[], Coroutine[Any, Any, No
             log.warning("leader election: %s", error)
         finally:  # the election stops the duties when the lead is lost, not when it breaks
             for task in leading:
-                task.cancel()
+                stop(task)
             leading.clear()
         await asyncio.sleep(RETRY_SECONDS)

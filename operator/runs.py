@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from tether.tasks import stop
+
 _REMEMBERED = 10_000
 log = logging.getLogger("tether.operator")
 T = TypeVar("T")
@@ -72,13 +74,13 @@ class Runs:
         if task is None or task.done():
             return False
         self._cancelled.add(uid)
-        task.cancel()
+        stop(task)
         return True
 
     def forget(self, uid: str) -> None:
         """The object is gone: stop its run silently."""
         if task := self._tasks.get(uid):
-            task.cancel()
+            stop(task)
         self._finished.pop(uid, None)
 
     def finished(self, uid: str) -> None:
@@ -87,10 +89,7 @@ class Runs:
             self._finished.popitem(last=False)
 
     async def shutdown(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(stop(task) for task in list(self._tasks.values())))
 
     def _done(self, uid: str, task: asyncio.Task) -> None:
         self._tasks.pop(uid, None)

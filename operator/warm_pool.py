@@ -26,6 +26,7 @@ from tether.api.agent import AgentSpec
 from tether.api.common import SandboxEnvironment
 from tether.api.internal import RunClaim, RunInput
 from tether.errors import RunError
+from tether.outages import create_once
 
 from .context import Context
 from .credential_variables import credential_variables
@@ -247,10 +248,7 @@ async def _delete_idle(ctx: Context, pod: dict[str, Any]) -> None:
 
 
 async def _create_policy(ctx: Context, namespace: str, policy: dict[str, Any]) -> None:
-    """Create a NetworkPolicy; there already is fine."""
     networking = client.NetworkingV1Api(ctx.kube.api)
-    try:
-        await networking.create_namespaced_network_policy(namespace, policy)
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    await create_once(
+        lambda: networking.create_namespaced_network_policy(namespace, policy), "policy"
+    )

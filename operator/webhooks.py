@@ -31,6 +31,7 @@ from tether.api.webhook import (
 )
 from tether.environment_claims import now
 from tether.store.webhook_queue import WebhookQueue, message_job
+from tether.tasks import stop
 
 from .context import Context
 
@@ -192,9 +193,7 @@ async def keep_delivering(ctx: Context) -> None:
         finally:
             # Stopping: the deliveries under way stop before their client closes; their jobs
             # stay leased and come due again.
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*(stop(task) for task in list(running)))
 
 
 async def _handled(deliveries: Deliveries, job: dict[str, Any]) -> None:

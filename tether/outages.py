@@ -44,3 +44,12 @@ async def through_outages(call: Callable[[], Awaitable[T]], what: str) -> T:
             log.warning("%s: %s; trying again in %.1fs", what, error, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 3)
+
+
+async def create_once(create: Callable[[], Awaitable[object]], what: str) -> None:
+    """`create()` through outages; already there (409) is fine: an earlier try made it."""
+    try:
+        await through_outages(create, f"create {what}")
+    except ApiException as error:
+        if error.status != 409:
+            raise

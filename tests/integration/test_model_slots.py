@@ -4,11 +4,13 @@ sees of it, per vendor: test_vendors.py)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
 from redis.asyncio import Redis
 
+from tether.operator.runs import RunCancelled, Runs
 from tether.store import model_slots
 from tether.store.model_slots import ModelSlots
 
@@ -70,3 +72,41 @@ async def test_a_waiter_that_gives_up_leaves_the_line_at_once(slots, request):
     async with asyncio.timeout(2):  # not the 10 s a silent waiter would keep its place
         async with slots.hold(key, 1):
             pass
+
+
+async def test_a_run_cancelled_while_it_waits_in_line_never_takes_a_turn(slots, request):
+    """The cancel lands at any moment of the wait, often while a Redis command is on its way
+    (where Python 3.11 can lose it, tether/tasks.py): every run ends cancelled, none gets in."""
+    key = request.node.name
+    release, got_in, cancelled = asyncio.Event(), [], 0
+
+    async def holder() -> None:
+        async with slots.hold(key, 1):
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.1)
+    for n in range(150):
+        runs, uid, ended = Runs(), f"run-{n}", asyncio.Event()
+
+        async def waits_in_line(uid: str = uid) -> None:
+            async with slots.hold(key, 1):
+                got_in.append(uid)
+
+        async def run(uid: str = uid, runs: Runs = runs, ended: asyncio.Event = ended) -> None:
+            nonlocal cancelled
+            try:
+                await runs.interruptible(uid, waits_in_line())
+            except RunCancelled:
+                cancelled += 1
+            finally:
+                ended.set()
+
+        runs.start(uid, run())
+        await asyncio.sleep(random.uniform(0, 0.06))
+        assert runs.cancel(uid)
+        async with asyncio.timeout(2):
+            await ended.wait()
+    release.set()
+    await holding
+    assert (got_in, cancelled) == ([], 150)

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tether.tasks import stop
+
 
 @contextlib.asynccontextmanager
 async def renewed(
@@ -28,6 +30,4 @@ async def renewed(
     try:
         yield
     finally:
-        renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
+        await stop(renewing)

@@ -88,3 +88,31 @@ async def test_a_cancel_before_the_run_reaches_its_call_stops_it_there():
     assert runs.cancel("u5")  # before the task ran at all
     await asyncio.sleep(0.01)
     assert (outcome, called) == (["cancelled"], [])
+
+
+async def test_a_cancel_the_work_loses_is_sent_again_until_the_run_ends():
+    """On Python 3.11 `asyncio.wait_for`, under every redis-py command, can lose a cancel
+    (tether/tasks.py); here the work loses the first one outright."""
+    runs, outcome, lost = Runs(), [], asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            lost.set()  # and carries on, as if never cancelled
+        await asyncio.sleep(30)
+
+    async def run() -> None:
+        try:
+            await runs.interruptible("u4", work())
+        except RunCancelled:
+            outcome.append("cancelled")
+
+    runs.start("u4", run())
+    await asyncio.sleep(0.01)
+    assert runs.cancel("u4")
+    await lost.wait()
+    async with asyncio.timeout(2):
+        while not outcome:
+            await asyncio.sleep(0.01)
+    assert outcome == ["cancelled"]
