@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tether.catalog import Catalog
+from tether.informer import Informer
 from tether.kube import Kube
 from tether.providers.registry import Providers
 from tether.settings import Settings
@@ -24,6 +25,8 @@ class Context:
     events: EventLog
     runs: Runs = field(default_factory=Runs)
     catalog: Catalog = field(init=False)
+    webhooks: Informer = field(init=False)
+    """The tenants' Webhooks, from a watch: every ending asks who is subscribed."""
     providers: Providers = field(init=False)
     run_store: RunStore = field(init=False)
     outputs: Outputs = field(init=False)
@@ -36,6 +39,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog.watched(self.kube, self.settings.system_namespace)
+        self.webhooks = Informer(self.kube, "webhooks")
         self.providers = Providers(self.kube)
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)
         self.outputs = Outputs(self.events.redis, self.settings.retention_seconds)

@@ -62,6 +62,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         asyncio.create_task(work)
         for work in (
             ctx.catalog.keep_current(),
+            ctx.webhooks.keep_current(),
             failover.keep_renewing(ctx),
             failover.keep_adopting(ctx, lambda obj: _claim_and_act(ctx, obj)),
             leadership.keep_leading(ctx, lambda: _lead(ctx)),

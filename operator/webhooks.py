@@ -73,6 +73,13 @@ def ending_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return jobs
 
 
+async def tenant_webhooks(ctx: Context, namespace: str) -> list[dict[str, Any]]:
+    """A tenant's Webhooks, from the watch; from the API server while the watch is broken."""
+    if ctx.webhooks.synced:
+        return ctx.webhooks.items(namespace)
+    return (await ctx.kube.list("webhooks", namespace)).get("items", [])
+
+
 async def signing_secrets(ctx: Context, namespace: str, webhook: str) -> list[str]:
     stored = await ctx.kube.secret_value(namespace, secret_name(webhook), "secrets")
     return signing(stored_secrets(stored), now())
@@ -106,17 +113,20 @@ class Deliveries:
         if job["uris"]:
             await self.queue.fan_out(job, [{"uri": uri} for uri in job["uris"]])
             return
-        listed = await self.ctx.kube.list("webhooks", job["namespace"])
         targets = [
             {"webhook": w["metadata"]["name"]}
-            for w in listed.get("items", [])
+            for w in await tenant_webhooks(self.ctx, job["namespace"])
             if active(w, job["event"])
         ]
         await self.queue.fan_out(job, targets)
 
     async def deliver(self, job: dict[str, Any], webhook: str) -> None:
         namespace = job["namespace"]
-        obj = await self.ctx.kube.get("webhooks", namespace, webhook)
+        obj = (
+            self.ctx.webhooks.get(namespace, webhook)
+            if self.ctx.webhooks.synced
+            else await self.ctx.kube.get("webhooks", namespace, webhook)
+        )
         if obj is None or not active(obj, job["event"]):
             await self.queue.done(job)  # deleted, disabled or unsubscribed since: not sent
             return
@@ -141,10 +151,9 @@ class Deliveries:
         """A URI of the interaction's own `webhook_config`: signed with the secrets of the
         tenant's enabled webhooks, which is how its receivers tell the tenant's messages."""
         namespace = job["namespace"]
-        listed = await self.ctx.kube.list("webhooks", namespace)
         secrets_ = [
             secret
-            for w in listed.get("items", [])
+            for w in await tenant_webhooks(self.ctx, namespace)
             if enabled(w)
             for secret in await signing_secrets(self.ctx, namespace, w["metadata"]["name"])
         ]

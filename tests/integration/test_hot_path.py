@@ -50,6 +50,17 @@ def test_a_call_reads_its_model_from_memory(stack, client, control_plane):
     assert apiserver_requests(control_plane, "models", "GET") == before
 
 
+def test_an_ending_finds_the_tenants_webhooks_in_memory(stack, client, control_plane):
+    """Every ending asks who is subscribed to it (tether's webhooks): from the operator's watch
+    of Webhooks, not from a LIST per interaction."""
+    client.interactions.create(model="echo", input="warm")
+    before = apiserver_requests(control_plane, "webhooks", "LIST")
+    for i in range(5):
+        assert client.interactions.create(model="echo", input=f"w{i}").status == "completed"
+    time.sleep(1)  # the webhook outbox is read every half second
+    assert apiserver_requests(control_plane, "webhooks", "LIST") == before
+
+
 def test_a_new_model_works_at_once_and_a_change_is_seen_from_the_watch(stack, client):
     stack.cluster.apply(model("fresh-echo"))
     done = client.interactions.create(model="fresh-echo", input="hello")  # not watched yet
