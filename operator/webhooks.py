@@ -122,11 +122,10 @@ class Deliveries:
 
     async def deliver(self, job: dict[str, Any], webhook: str) -> None:
         namespace = job["namespace"]
-        obj = (
-            self.ctx.webhooks.get(namespace, webhook)
-            if self.ctx.webhooks.synced
-            else await self.ctx.kube.get("webhooks", namespace, webhook)
-        )
+        # Another replica may have fanned out from a watch a moment ahead of this one's: a
+        # webhook this watch has not shown is read from the API server.
+        obj = self.ctx.webhooks.get(namespace, webhook) if self.ctx.webhooks.synced else None
+        obj = obj or await self.ctx.kube.get("webhooks", namespace, webhook)
         if obj is None or not active(obj, job["event"]):
             await self.queue.done(job)  # deleted, disabled or unsubscribed since: not sent
             return
