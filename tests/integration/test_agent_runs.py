@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import sdk_client
 from tests.integration.test_sdk_interactions import wait_until_ended
+from tether.dev.control_plane import KubectlError
+from tether.dev.processes import wait_until
 from tether.operator.sandbox_pod import INTERACTION_LABEL
 
 
@@ -196,8 +198,15 @@ def test_a_crashed_sandbox_fails_the_run_with_its_exit_code_and_last_log_lines(
     started = client.interactions.create(
         agent="eva", input="go", agent_config={"type": "dynamic", "model": model}, background=True
     )
-    wait_for_running_sandbox(stack, started.id)
-    time.sleep(1)  # let the loop start and log
+    pod = wait_for_running_sandbox(stack, started.id).metadata
+
+    def agent_log() -> str:
+        try:
+            return stack.control_plane.kubectl("logs", "-n", pod.namespace, pod.name, "-c", "agent")
+        except KubectlError:  # not started yet
+            return ""
+
+    wait_until("the agent loop's first log line", lambda: "agent loop started" in agent_log(), 30)
     subprocess.run(["pkill", "-KILL", "-f", "tether.sandbox.agent"], check=True)
     done = wait_until_ended(client, started.id, timeout=30)
     assert done.status == "failed"
