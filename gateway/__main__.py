@@ -5,6 +5,7 @@ import asyncio
 import logging
 import signal
 
+import uvloop
 from aiohttp import web
 
 from tether.settings import Settings
@@ -39,4 +40,4 @@ async def serve(settings: Settings) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(Settings()))
+    uvloop.run(serve(Settings()))
