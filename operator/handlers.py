@@ -2,7 +2,8 @@
 replica sees every event; the one holding the run's lease (`tether.store.run_leases`) acts.
 
 Only `on.event` handlers watch Interactions, so kopf stores no diff-base or progress
-annotations on them: inputs of any size never meet the 256 KiB annotation limit.
+annotations on them: inputs of any size never meet the 256 KiB annotation limit, and kopf is
+told not to build the diff base it would never read (`NoDiffBase`).
 """
 
 from __future__ import annotations
@@ -43,9 +44,19 @@ from .sandbox_pod import INTERACTION_LABEL, SANDBOX_LABEL
 log = logging.getLogger("tether.operator")
 
 
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """The diff base of an object, as event handlers need it: none. kopf builds one for every
+    event (a deep copy of the whole object, input and output included) to tell on.create and
+    on.update handlers what changed; Tether registers neither."""
+
+    def build(self, **_: Any) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # no k8s Event per handler: fewer writes per interaction
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
     settings.networking.request_timeout = 60
