@@ -164,6 +164,8 @@ def test_a_picked_port_is_never_one_an_outgoing_connection_can_take_meanwhile():
 
 def test_the_cluster_keys_are_made_once_per_directory_and_kept(tmp_path):
     made = load_or_create_pki(tmp_path / "pki")
-    assert set(made) >= {"ca.crt", "admin.crt", "admin.key", "sa.key", "sa.pub"}
+    assert set(made) >= {"ca.crt", "admin.crt", "admin.key", "admin.token", "sa.key", "sa.pub"}
+    users = (tmp_path / "pki" / "tokens.csv").read_text()  # the API server's --token-auth-file
+    assert users == f'{made["admin.token"].decode()},tether-admin,tether-admin,"system:masters"\n'
     assert load_or_create_pki(tmp_path / "pki") == made
     assert load_or_create_pki(tmp_path / "other") != made

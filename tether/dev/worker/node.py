@@ -14,7 +14,7 @@ import kubernetes
 import yaml
 
 from tether.dev import pki
-from tether.dev.control_plane import ControlPlane, free_port, kubeconfig
+from tether.dev.control_plane import ControlPlane, certificate_user, free_port, kubeconfig
 from tether.dev.processes import Component, Service, StartupError, http_ok, wait_until
 
 from . import dns, images, storage
@@ -171,8 +171,11 @@ class WorkerNode(Component):
         }.items():
             (paths.pki / name).write_bytes(data)
             (paths.pki / name).chmod(0o600)
+        client = certificate_user(
+            certs.client.cert, certs.client.key
+        )  # Node authorization: by certificate
         (paths.root / "kubelet.kubeconfig").write_text(
-            yaml.safe_dump(kubeconfig(cp.server, ca.cert, certs.client.cert, certs.client.key))
+            yaml.safe_dump(kubeconfig(cp.server, ca.cert, client))
         )
         (paths.root / "containerd.toml").write_text(
             containerd_config(paths, self.parts.runc, CNI_BIN_DIR)
