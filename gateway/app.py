@@ -62,7 +62,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     redis = connection.connect(settings)
     keys = ApiKeys(kube, settings.system_namespace)
     await keys.load()  # serve no request before the keys are known
-    catalog = Catalog.watched(kube, settings.system_namespace)
+    catalog = Catalog(kube, settings.system_namespace)
     watching = [asyncio.create_task(keys.watch()), asyncio.create_task(catalog.keep_current())]
     app[STATE] = State(
         settings=settings,

@@ -38,7 +38,7 @@ class Context:
     """Sandbox pods that have not ended, by uid: whether each has been seen running."""
 
     def __post_init__(self) -> None:
-        self.catalog = Catalog.watched(self.kube, self.settings.system_namespace)
+        self.catalog = Catalog(self.kube, self.settings.system_namespace)
         self.webhooks = Informer(self.kube, "webhooks")
         self.providers = Providers(self.kube)
         self.run_store = RunStore(self.events.redis, self.settings.retention_seconds)

@@ -75,9 +75,7 @@ def ending_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def tenant_webhooks(ctx: Context, namespace: str) -> list[dict[str, Any]]:
     """A tenant's Webhooks, from the watch; from the API server while the watch is broken."""
-    if ctx.webhooks.synced:
-        return ctx.webhooks.items(namespace)
-    return (await ctx.kube.list("webhooks", namespace)).get("items", [])
+    return await ctx.webhooks.lookup(lambda reads: reads.items(namespace)) or []
 
 
 async def signing_secrets(ctx: Context, namespace: str, webhook: str) -> list[str]:
@@ -122,10 +120,8 @@ class Deliveries:
 
     async def deliver(self, job: dict[str, Any], webhook: str) -> None:
         namespace = job["namespace"]
-        # Another replica may have fanned out from a watch a moment ahead of this one's: a
-        # webhook this watch has not shown is read from the API server.
-        obj = self.ctx.webhooks.get(namespace, webhook) if self.ctx.webhooks.synced else None
-        obj = obj or await self.ctx.kube.get("webhooks", namespace, webhook)
+        # Another replica may have fanned out from a watch a moment ahead of this one's.
+        obj = await self.ctx.webhooks.lookup(lambda reads: reads.get(namespace, webhook))
         if obj is None or not active(obj, job["event"]):
             await self.queue.done(job)  # deleted, disabled or unsubscribed since: not sent
             return

@@ -14,7 +14,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from tether.api.agent import AgentSpec
 from tether.api.model import ModelSpec
@@ -23,7 +23,6 @@ from tether.informer import Informer
 from tether.kube import Kube
 
 MAX_BASE_AGENTS = 8
-T = TypeVar("T")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -62,18 +61,12 @@ class ResolvedModel:
 class Catalog:
     """Finds a tenant's Models and Agents: its namespace first, then the system namespace."""
 
-    def __init__(
-        self, kube: Kube, system_namespace: str, informers: dict[str, Informer] | None = None
-    ) -> None:
-        self.kube = kube
+    def __init__(self, kube: Kube, system_namespace: str) -> None:
+        """Answered from watches of Models and Agents once `keep_current` runs; from the API
+        server until then."""
         self.system_namespace = system_namespace
-        self.informers = informers or {}
-        """By plural (models, agents)."""
-
-    @classmethod
-    def watched(cls, kube: Kube, system_namespace: str) -> Catalog:
-        """A catalog answered from watches of Models and Agents, once `keep_current` runs."""
-        return cls(kube, system_namespace, {p: Informer(kube, p) for p in ("models", "agents")})
+        self.informers = {p: Informer(kube, p) for p in ("models", "agents")}
+        """By plural."""
 
     async def keep_current(self) -> None:
         """Keep the informers current until cancelled."""
@@ -107,19 +100,8 @@ class Catalog:
     async def _find(self, plural: str, namespace: str, id_: str) -> dict[str, Any] | None:
         """By resource name, then by alias; in the tenant's namespace, then the platform's."""
         namespaces = [namespace, self.system_namespace]
-        informer = self.informers.get(plural)
-        if informer is not None and informer.synced:
-            remembered = await _lookup(
-                id_, namespaces, _answered(informer.get), _answered(informer.items)
-            )
-            if remembered:
-                return remembered
-
-        async def items(where: str) -> list[dict[str, Any]]:
-            return (await self.kube.list(plural, where))["items"]
-
-        return await _lookup(
-            id_, namespaces, lambda where, name: self.kube.get(plural, where, name), items
+        return await self.informers[plural].lookup(
+            lambda reads: _lookup(id_, namespaces, reads.get, reads.items)
         )
 
 
@@ -138,12 +120,3 @@ async def _lookup(
             if id_ in (item.get("spec", {}).get("aliases") or []):
                 return item
     return None
-
-
-def _answered(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """A read from memory, in the shape of a read from the API server."""
-
-    async def answered(*args: Any) -> T:
-        return read(*args)
-
-    return answered

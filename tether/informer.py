@@ -2,7 +2,7 @@
 
 Models and Agents are read on every call and change rarely: an informer answers from memory, and
 the watch keeps it current (a change is seen as soon as the API server delivers it, never later).
-While the watch is broken it says it is not `synced`, and its readers ask the API server instead.
+While the watch is broken it says it is not `synced`, and `lookup` asks the API server instead.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from kubernetes_asyncio import watch as kube_watch
 
@@ -20,6 +22,17 @@ from tether.kube import Kube
 log = logging.getLogger("tether")
 WATCH_SECONDS = 300
 """A watch is renewed this often (the API server closes it then), from where it left off."""
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The two reads a lookup is made of, from memory or from the API server alike."""
+
+    get: Callable[[str, str], Awaitable[dict[str, Any] | None]]
+    """namespace, name -> the object, or None"""
+    items: Callable[[str], Awaitable[list[dict[str, Any]]]]
+    """namespace -> its objects"""
 
 
 class Informer:
@@ -30,12 +43,28 @@ class Informer:
         """Whether the objects are the API server's as of the last event delivered."""
         self._objects: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         """namespace -> name -> object"""
+        self._memory = Reads(_answered(self._get), _answered(self._items))
+        self._server = Reads(self._get_from_server, self._items_from_server)
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def lookup(self, find: Callable[[Reads], Awaitable[T | None]]) -> T | None:
+        """`find` answered from memory while the watch is synced; from the API server while it
+        is broken, or when memory has nothing (the watch may be a moment behind the API server:
+        an object created just now, or shown to another process's watch first)."""
+        if self.synced and (found := await find(self._memory)) is not None:
+            return found
+        return await find(self._server)
+
+    def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._objects.get(namespace, {}).get(name)
 
-    def items(self, namespace: str) -> list[dict[str, Any]]:
+    def _items(self, namespace: str) -> list[dict[str, Any]]:
         return list(self._objects.get(namespace, {}).values())
+
+    async def _get_from_server(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.kube.get(self.plural, namespace, name)
+
+    async def _items_from_server(self, namespace: str) -> list[dict[str, Any]]:
+        return (await self.kube.list(self.plural, namespace)).get("items", [])
 
     async def keep_current(self) -> None:
         """List, then watch from there, until cancelled; list again after any interruption."""
@@ -85,3 +114,12 @@ class Informer:
             else:
                 namespace[meta["name"]] = obj
         return meta.get("resourceVersion")
+
+
+def _answered(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A read from memory, in the shape of a read from the API server."""
+
+    async def answered(*args: Any) -> T:
+        return read(*args)
+
+    return answered
