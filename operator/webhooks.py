@@ -75,7 +75,7 @@ def ending_jobs(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def tenant_webhooks(ctx: Context, namespace: str) -> list[dict[str, Any]]:
     """A tenant's Webhooks, from the watch; from the API server while the watch is broken."""
-    return await ctx.webhooks.lookup(lambda reads: reads.items(namespace))
+    return await ctx.webhooks.lookup(lambda reads: reads.items(namespace)) or []
 
 
 async def signing_secrets(ctx: Context, namespace: str, webhook: str) -> list[str]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
 from tether.dev.worker import images
-from tether.dev.worker.parts import NodeParts
 
 pytestmark = pytest.mark.integration
 
@@ -86,25 +84,3 @@ def test_the_sandbox_image_runs_its_tools_under_gvisor(node):
     assert who.split() == ["1000", "True", "0000000000000000"]
     assert chromium.startswith("Chromium ")
     assert kernel != os.uname().release  # gVisor's kernel, not the host's
-
-
-def test_a_scratch_image_is_built_once_per_content_and_leaves_no_old_image_behind(tmp_path):
-    parts, name = NodeParts.from_cache(), "tether.local/test-scratch:1"
-    tool = tmp_path / "tool"
-    stored = lambda: set(images.buildah(parts, "images", "--all", "--quiet", "--no-trunc").split())  # noqa: E731
-
-    def build(content: bytes) -> str:
-        tool.write_bytes(content)
-        shutil.rmtree(images.scratch_image(parts, name, {"/tool": tool}, ["/tool"]).parent)
-        return images.image_id(parts, name)
-
-    before = stored()
-    try:
-        first = build(b"one")
-        assert build(b"one") == first  # the same files: not built again
-        second = build(b"two")
-        assert second != first
-        assert stored() - before == {second}  # the first is gone from the store
-    finally:
-        images.buildah(parts, "rmi", name)
-    assert stored() == before

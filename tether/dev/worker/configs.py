@@ -234,12 +234,10 @@ def kubelet_config(
         # The node has no registry to fetch an image again: never collect one.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        # Space left in bytes, not a share of the disk: a disk may reserve most of its blocks
-        # (this VM's reserves 60%), and 1% of its size was 2.5 GB of the 3.5 GB one could use.
         "evictionHard": {
             "memory.available": "100Mi",
-            "nodefs.available": "512Mi",
-            "imagefs.available": "512Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
         },
         "serializeImagePulls": False,
     }

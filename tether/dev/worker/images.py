@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import shutil
@@ -40,32 +39,6 @@ def buildah(parts: NodeParts, *args: str) -> str:
     return done.stdout.strip()
 
 
-FILES_LABEL = "tether.files"
-
-
-def image_id(parts: NodeParts, name: str) -> str:
-    """The id of the image called `name` in buildah's store; empty when there is none."""
-    return buildah(parts, "images", "--quiet", "--no-trunc", "--filter", f"reference={name}")
-
-
-def built_from(parts: NodeParts, image: str) -> str:
-    """The digest of the files a scratch image was built from; empty for other images."""
-    template = '{{index .OCIv1.Config.Labels "' + FILES_LABEL + '"}}'
-    return buildah(parts, "inspect", "--type", "image", "--format", template, image)
-
-
-def replaced(parts: NodeParts, name: str, before: str) -> str:
-    """The id `name` has now that a build gave it an image; the one it had `before` is removed
-    from the store, with the layers only it used. Kept, every start of a node left four images
-    behind and every change to the project one more: 1,071 images and 41 GB here, until the
-    node reported DiskPressure and scheduled nothing."""
-    after = image_id(parts, name)
-    if before and before != after:
-        with contextlib.suppress(StartupError):  # named otherwise, or a parent: still in use
-            buildah(parts, "rmi", before)
-    return after
-
-
 def pause_binary() -> Path:
     """The pause program, compiled static once per version of its source."""
     digest = hashlib.sha256(PAUSE_SOURCE.read_bytes()).hexdigest()[:12]
@@ -79,21 +52,15 @@ def pause_binary() -> Path:
 def scratch_image(
     parts: NodeParts, name: str, files: Mapping[str, Path], entrypoint: list[str]
 ) -> Path:
-    """An image FROM scratch holding `files` (path in image -> host file), as a docker archive.
-    Built once per content: the image carries its files' digest as a label."""
-    digest = files_digest(files, entrypoint)
-    before = image_id(parts, name)
-    if not before or built_from(parts, before) != digest:
-        container = buildah(parts, "from", "scratch")
-        try:
-            for target, source in files.items():
-                buildah(parts, "copy", "--chmod", "0755", container, str(source), target)
-            buildah(parts, "config", "--entrypoint", json.dumps(entrypoint), container)
-            buildah(parts, "config", "--label", f"{FILES_LABEL}={digest}", container)
-            buildah(parts, "commit", "--quiet", container, name)
-        finally:
-            buildah(parts, "rm", container)
-        replaced(parts, name, before)
+    """An image FROM scratch holding `files` (path in image -> host file), as a docker archive."""
+    container = buildah(parts, "from", "scratch")
+    try:
+        for target, source in files.items():
+            buildah(parts, "copy", "--chmod", "0755", container, str(source), target)
+        buildah(parts, "config", "--entrypoint", json.dumps(entrypoint), container)
+        buildah(parts, "commit", "--quiet", container, name)
+    finally:
+        buildah(parts, "rm", container)
     return archive(parts, name)
 
 
@@ -167,7 +134,6 @@ def stand_in_base(parts: NodeParts) -> None:
 
 def build(parts: NodeParts, name: str, file: Path, target: str | None = None) -> str:
     """An image from a Dockerfile, as users build it with Docker; returns the image id."""
-    before = image_id(parts, name)
     buildah(
         parts,
         "build",
@@ -183,7 +149,7 @@ def build(parts: NodeParts, name: str, file: Path, target: str | None = None) ->
         str(file),
         str(ROOT),
     )
-    return replaced(parts, name, before)
+    return buildah(parts, "images", "--quiet", "--no-trunc", name)
 
 
 REDIS_IMAGE = "tether.local/redis:7"

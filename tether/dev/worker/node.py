@@ -14,13 +14,7 @@ import kubernetes
 import yaml
 
 from tether.dev import pki
-from tether.dev.control_plane import (
-    ControlPlane,
-    KubectlError,
-    certificate_user,
-    free_port,
-    kubeconfig,
-)
+from tether.dev.control_plane import ControlPlane, certificate_user, free_port, kubeconfig
 from tether.dev.processes import Component, Service, StartupError, http_ok, wait_until
 
 from . import dns, images, storage
@@ -157,17 +151,9 @@ class WorkerNode(Component):
             ("kube-system", "coredns"),
             (storage.NAMESPACE, "local-path-provisioner"),
         ):
-            self._rolled_out(namespace, deployment)
-
-    def _rolled_out(self, namespace: str, deployment: str) -> None:
-        """Wait for an add-on's pods; when they do not come, say what the node reports (a full
-        disk, say, where the kubelet schedules nothing)."""
-        rollout = ["rollout", "status", f"deployment/{deployment}", "--timeout=90s"]
-        try:
-            self.control_plane.kubectl("-n", namespace, *rollout)
-        except KubectlError as error:
-            pressure = [kind for kind, on in self.conditions().items() if on and kind != "Ready"]
-            raise StartupError(f"{error}; node {self.name} reports {pressure}") from error
+            self.control_plane.kubectl(
+                "-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=90s"
+            )
 
     def _files(self, kubelet_port: int, healthz_port: int, proxy_healthz: int) -> None:
         paths, cp = self.paths, self.control_plane
@@ -264,17 +250,14 @@ class WorkerNode(Component):
             raise StartupError(f"could not import {archive.name}: {imported.stderr.strip()}")
 
     def ready(self) -> bool:
-        return self.conditions().get("Ready", False)
-
-    def conditions(self) -> dict[str, bool]:
-        """The node's conditions as the API server has them (Ready, DiskPressure, ...)."""
         if self._core is None:
             self._core = kubernetes.client.CoreV1Api(self.control_plane.api_client())
         try:
             node = self._core.read_node(self.name)
         except kubernetes.client.ApiException:
-            return {}
-        return {c.type: c.status == "True" for c in node.status.conditions or []}
+            return False
+        conditions = {c.type: c.status for c in node.status.conditions or []}
+        return conditions.get("Ready") == "True"
 
     # -- stop ------------------------------------------------------------------------------------
 
